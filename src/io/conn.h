@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: MIT */
+/* A connection: a non-blocking socket, optional TLS, an input buffer, and an
+ * I/O-free protocol session driven through struct proto_session_ops.
+ *
+ * conn reads into its input buffer (capped), calls ops->feed() until the
+ * session stops consuming, writes ops->output(), and acts on ops->want():
+ * PENDING stops reading until conn_kick(); STARTTLS flushes, discards any
+ * unread plaintext (no command injection), handshakes and calls tls_started();
+ * CLOSE flushes and closes. Reading pauses while unsent output is above a
+ * high-water mark (backpressure). Idle timeout: ops->timeout() after
+ * idle_ms without input. When the conn goes away, ops->closed() is called
+ * exactly once and the session must free itself there. */
+#ifndef TERN_IO_CONN_H
+#define TERN_IO_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "base/proto.h"
+
+struct evloop;
+struct tls_ctx;
+struct conn;
+
+struct conn_settings {
+	unsigned idle_ms;      /* idle timeout; 0 = none */
+	size_t max_input;      /* input buffer cap (bytes buffered but not consumed) */
+	struct tls_ctx *tls;   /* for STARTTLS / implicit TLS; may be NULL */
+	bool implicit_tls;     /* handshake before the session sees anything */
+	unsigned tls_handshake_ms; /* handshake timeout */
+};
+
+/* Takes ownership of fd (made non-blocking here). Returns NULL on failure (fd closed). */
+struct conn *conn_new(struct evloop *ev, int fd, const struct conn_settings *set,
+		      const struct proto_session_ops *ops, void *sess);
+/* The session has new output or finished a PENDING step: write and resume feeding. */
+void conn_kick(struct conn *c);
+/* Close now (after a best-effort flush of pending output). ops->closed() follows. */
+void conn_close(struct conn *c, const char *reason);
+/* Ask the session to shut down (ops->shutdown) — used on SIGTERM. */
+void conn_shutdown(struct conn *c);
+bool conn_is_tls(const struct conn *c);
+/* Peer address as text ("127.0.0.1") and port. */
+const char *conn_peer_addr(const struct conn *c);
+int conn_peer_port(const struct conn *c);
+/* Number of live connections (for shutdown and limits). */
+unsigned conn_count(void);
+/* Walk all live connections (for shutdown). cb must not free other conns. */
+void conn_foreach(void (*cb)(struct conn *c, void *ctx), void *ctx);
+
+#endif

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Runs the whole suite after `make check-build`: unit tests, fuzz corpus replay,
+# short libFuzzer runs and the integration tests, first with the normal build
+# and then with the ASan/UBSan build. Ends with one line "N passed, N failed"
+# that CI reads, so nothing may be printed after it.
+set -u
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-/usr/bin/python3}
+FUZZ_SECS=${FUZZ_SECS:-10}
+passed=0
+failed=0
+failures=()
+log=$(mktemp -d /tmp/tern-check.XXXXXX)
+
+record() { # name status count_pass count_fail
+	passed=$((passed + $3))
+	failed=$((failed + $4))
+	if [ "$2" != 0 ] || [ "$4" != 0 ]; then failures+=("$1"); fi
+}
+
+run_unit() { # binary
+	local b=$1 out="$log/$(echo "$1" | tr / _).out"
+	ASAN_OPTIONS=detect_leaks=1 timeout 300 "$b" >"$out" 2>&1
+	local rc=$?
+	local p f
+	p=$(grep -oE '^\[  PASSED  \] [0-9]+' "$out" | awk '{s+=$4} END{print s+0}')
+	f=$(grep -oE '^\[  FAILED  \] [0-9]+' "$out" | awk '{s+=$4} END{print s+0}')
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+	printf '%-48s %s passed, %s failed\n' "$b" "$p" "$f"
+	[ "$f" != 0 ] && tail -30 "$out"
+	record "$b" "$rc" "$p" "$f"
+}
+
+run_one() { # name command...
+	local name=$1; shift
+	local out="$log/$(echo "$name" | tr '/ ' '__').out"
+	"$@" >"$out" 2>&1
+	local rc=$?
+	if [ $rc = 0 ]; then
+		printf '%-48s ok\n' "$name"; record "$name" 0 1 0
+	else
+		printf '%-48s FAILED (rc=%s)\n' "$name" "$rc"; tail -40 "$out"; record "$name" "$rc" 0 1
+	fi
+}
+
+run_pytest() { # label tern-binary
+	local out="$log/pytest_$1.out"
+	TERN_BIN=$2 timeout 1800 "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e >"$out" 2>&1
+	local rc=$?
+	local p f
+	p=$(grep -oE '[0-9]+ passed' "$out" | tail -1 | awk '{print $1+0}')
+	f=$(grep -oE '[0-9]+ (failed|error|errors)' "$out" | awk '{s+=$1} END{print s+0}')
+	p=${p:-0}
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+	printf '%-48s %s passed, %s failed\n' "e2e ($1)" "$p" "$f"
+	[ "$f" != 0 ] && grep -E '^(FAILED|ERROR)|Error|assert' "$out" | head -40
+	record "e2e ($1)" "$rc" "$p" "$f"
+}
+
+for b in build/tests/test_* build/san/tests/test_*; do
+	[ -x "$b" ] && run_unit "$b"
+done
+for b in build/tests/replay_* build/san/tests/replay_*; do
+	[ -x "$b" ] || continue
+	n=${b##*/replay_}
+	mkdir -p "tests/fuzz/corpus/$n"
+	run_one "$b" timeout 300 "$b" "tests/fuzz/corpus/$n"
+done
+for f in build/fuzz/fuzz_*; do
+	[ -x "$f" ] || continue
+	n=${f##*/fuzz_}
+	work=$log/corpus_$n
+	mkdir -p "$work"
+	dict=()
+	[ -f "tests/fuzz/$n.dict" ] && dict=(-dict="tests/fuzz/$n.dict")
+	run_one "fuzz $n ${FUZZ_SECS}s" "$f" -max_total_time="$FUZZ_SECS" -rss_limit_mb=2048 \
+		-timeout=10 "${dict[@]}" "$work" "tests/fuzz/corpus/$n"
+done
+if ls tests/e2e/test_*.py >/dev/null 2>&1; then
+	run_pytest build build/tern
+	run_pytest san build/san/tern
+fi
+if [ ${#failures[@]} -gt 0 ]; then
+	echo "failing: ${failures[*]} (logs in $log)"
+else
+	rm -rf "$log"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Tern needs to build and test, if any are missing.
+# Uses apt-get, with sudo when not root; says what it installs. Quiet when all present.
+set -euo pipefail
+pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev zlib1g-dev libcmocka-dev
+      clang libclang-rt-14-dev openssl curl python3 python3-pytest swaks)
+missing=()
+for p in "${pkgs[@]}"; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+		missing+=("$p")
+	fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "tools/deps.sh: installing missing Debian packages: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	command -v sudo >/dev/null || { echo "need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get install -y -q "${missing[@]}" >/tmp/tern-apt.log 2>&1 || {
+	$SUDO apt-get update -q >/tmp/tern-apt.log 2>&1 || true
+	$SUDO apt-get install -y -q "${missing[@]}" >>/tmp/tern-apt.log 2>&1 || {
+		tail -20 /tmp/tern-apt.log >&2; exit 1; }
+}
+echo "tools/deps.sh: installed ${missing[*]}"
