@@ -29,6 +29,8 @@ void log_set_ident(const char *s)
 }
 
 static void emit(enum log_level l, const char *tag, int err, const char *fmt, va_list ap)
+	ATTR_FORMAT(4, 0);
+static void emit(enum log_level l, const char *tag, int err, const char *fmt, va_list ap)
 {
 	if (l < level)
 		return;
@@ -77,6 +79,7 @@ DEFINE_LOG(log_warn, LOG_LVL_WARN, "warning", 1)
 DEFINE_LOG(log_warnx, LOG_LVL_WARN, "warning", 0)
 DEFINE_LOG(log_crit, LOG_LVL_CRIT, "critical", 0)
 
+static void die(int err, const char *fmt, va_list ap) ATTR_NORETURN ATTR_FORMAT(2, 0);
 static void die(int err, const char *fmt, va_list ap)
 {
 	fprintf(stderr, "%s: ", ident);

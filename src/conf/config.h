@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/* Tern's configuration: "key = value" lines, "#" comments. One typed table
+ * (config.c) defines every key with its type, default, bounds and a doc line;
+ * parsing, validation, defaults and `tern config` are generic code over it.
+ * Errors name "file:line" and the key. Relative paths are resolved against
+ * the directory of the configuration file. */
+#ifndef TERN_CONF_CONFIG_H
+#define TERN_CONF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "base/err.h"
+
+struct cfg_list {
+	char **v;
+	size_t n;
+};
+
+struct config {
+	char *path;            /* the file this came from */
+	char *hostname;        /* FQDN used in banners and Received */
+	struct cfg_list domains; /* local domains, lowercased */
+	char *data_dir;        /* absolute */
+	char *tls_cert;        /* absolute */
+	char *tls_key;         /* absolute */
+	uint64_t max_message_size;
+	struct cfg_list smtp_listen;
+	struct cfg_list submission_listen;
+	struct cfg_list submissions_listen;
+	struct cfg_list imap_listen;
+	struct cfg_list imaps_listen;
+	struct cfg_list pop3_listen;
+	struct cfg_list pop3s_listen;
+	char *user;            /* drop privileges to this user when started as root; "" = no */
+	bool demo_account;     /* create demo@<first domain> when there are no accounts */
+	char *log_level;       /* debug | info | warning */
+	uint64_t smtp_timeout; /* seconds */
+	uint64_t max_recipients;
+	uint64_t max_connections;
+	uint64_t max_connections_per_ip;
+
+	/* Line where each key was set (0 = default), in table order. */
+	unsigned *lines;
+};
+
+/* Parse the file. On error returns NULL and *err_r is a malloc'd message
+ * ("FILE:LINE: ..."). */
+struct config *config_load(const char *path, char **err_r);
+/* Parse text (for tests and the fuzzer); name is used in messages and base_dir
+ * for relative paths. */
+struct config *config_parse(const char *name, const char *base_dir, const char *text, size_t len,
+			    char **err_r);
+void config_free(struct config **c);
+/* Line on which key was set, 0 if defaulted or unknown key. */
+unsigned config_line(const struct config *c, const char *key);
+/* True if addr's domain (after '@', any case) is one of the local domains. */
+bool config_is_local_domain(const struct config *c, const char *domain);
+/* Write "key = value" lines: only values that differ from defaults unless all. */
+void config_dump(const struct config *c, bool all, FILE *out);
+/* Write a Markdown table of every key (name, default, doc) — the README reference. */
+void config_doc_table(FILE *out);
+/* Number of keys and whether each has a doc line (unit test). */
+size_t config_nkeys(void);
+const char *config_key_name(size_t i);
+const char *config_key_doc(size_t i);
+
+#endif
