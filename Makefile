@@ -62,7 +62,7 @@ $(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(TEST_HELPER_OBJS) $(BUILD)
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
 
 # Fuzz targets built with gcc and a plain main() that replays the corpus.
-$(BUILD)/tests/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/fuzz_main.o $(BUILD)/libtern.a
+$(BUILD)/tests/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay_main.o $(BUILD)/libtern.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 

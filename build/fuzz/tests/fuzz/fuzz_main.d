@@ -1,0 +1,1 @@
+build/fuzz/tests/fuzz/fuzz_main.o: tests/fuzz/fuzz_main.c

@@ -1,0 +1,1 @@
+build/tests/fuzz/fuzz_main.o: tests/fuzz/fuzz_main.c
