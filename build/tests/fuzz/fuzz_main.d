@@ -1,1 +1,0 @@
-build/tests/fuzz/fuzz_main.o: tests/fuzz/fuzz_main.c
