@@ -37,9 +37,11 @@ static const char alias_usage[] =
 	"account unless an alias says otherwise.\n";
 
 static const char config_usage[] = "usage: tern config -c FILE [--all]\n"
+				   "       tern config --reference\n"
 				   "\n"
 				   "Prints the settings FILE changes from the defaults, or with --all\n"
-				   "every effective setting. Exits 1 naming file and line on errors.\n";
+				   "every effective setting. Exits 1 naming file and line on errors.\n"
+				   "--reference prints the table of every key (as in README.md).\n";
 
 struct args {
 	const char *conf;
@@ -346,6 +348,10 @@ int cli_alias(int argc, char **argv)
 
 int cli_config(int argc, char **argv)
 {
+	if (argc == 2 && !strcmp(argv[1], "--reference")) {
+		config_doc_table(stdout);
+		return 0;
+	}
 	struct args a;
 	int r = parse_args(argc, argv, 1, config_usage, &a);
 	if (r)

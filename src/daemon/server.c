@@ -583,7 +583,11 @@ int server_main(const char *path)
 		listener_free(&srv->listeners[i].l);
 	free(srv->listeners);
 	/* sessions are gone (or the stop deadline passed): finish what is queued */
+	uint64_t batches = 0, deliveries = 0;
+	committer_stats(srv->committer, &batches, &deliveries);
 	committer_free(&srv->committer);
+	log_info("committer: %llu deliveries in %llu batches", (unsigned long long)deliveries,
+		 (unsigned long long)batches);
 	accounts_close(&srv->accounts);
 	tls_ctx_unref(&srv->tls);
 	evloop_free(&srv->ev);
