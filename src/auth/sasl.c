@@ -500,7 +500,7 @@ enum sasl_result sasl_step(struct sasl *s, const uint8_t *in, size_t inlen, bool
 	*outlen = 0;
 	if (s->state == ST_DONE)
 		return SASL_BAD;
-	if (!has_input || !in) {
+	if (!has_input) {
 		if (s->state == ST_START) {
 			/* RFC 4422 5: no initial response, send an empty (or LOGIN's) challenge */
 			if (s->mech == MECH_LOGIN) {
@@ -514,7 +514,10 @@ enum sasl_result sasl_step(struct sasl *s, const uint8_t *in, size_t inlen, bool
 			*outlen = s->out.len;
 			return SASL_CONTINUE;
 		}
-		in = (const uint8_t *)"";
+		inlen = 0;
+	}
+	if (!in || inlen == 0) {
+		in = (const uint8_t *)""; /* an empty message (e.g. "=" on the wire) */
 		inlen = 0;
 	}
 	if (inlen > SASL_MAX_INPUT)

@@ -333,7 +333,8 @@ static void test_alias_cleanup(void **state)
 	static const char *const users[] = { "u1@example.org", "u2@example.org" };
 	add_users(f, users, N_ELEMENTS(users));
 	const char *t1[] = { "U1@example.org" };
-	const char *t12[] = { "u1@example.org", "u2@example.org" };
+	/* targets spelled in another case than the users must survive pruning */
+	const char *t12[] = { "u1@example.org", "U2@example.org" };
 	const char *tinner[] = { "inner@example.org" };
 	ASSERT_OK(accounts_alias_add(a, "inner@example.org", t1, 1, &err_));
 	ASSERT_OK(accounts_alias_add(a, "outer@example.org", tinner, 1, &err_));
@@ -342,13 +343,16 @@ static void test_alias_cleanup(void **state)
 	ASSERT_OK(accounts_alias_add(a, "mixed@example.org", &t12[1], 1, &err_));
 	expect_resolve(a, "outer@example.org", "u1@example.org;");
 	expect_resolve(a, "mixed@example.org", "u1@example.org;u2@example.org;");
+	const char *tm[] = { "MIXED@example.org" };
+	ASSERT_OK(accounts_alias_add(a, "keep@example.org", tm, 1, &err_));
 
 	/* deleting u1 removes every alias entry that can only lead to it */
 	ASSERT_OK(accounts_user_del(a, "u1@EXAMPLE.org", &err_));
 	struct list l = { "" };
 	ASSERT_OK(accounts_alias_list(a, alias_cb, &l, &err_));
-	assert_string_equal(l.buf, "both@example.org>u2@example.org;"
-				   "mixed@example.org>u2@example.org;");
+	assert_string_equal(l.buf, "both@example.org>U2@example.org;"
+				   "keep@example.org>MIXED@example.org;"
+				   "mixed@example.org>U2@example.org;");
 	expect_resolve(a, "outer@example.org", "");
 	expect_resolve(a, "both@example.org", "u2@example.org;");
 

@@ -194,6 +194,9 @@ static void test_plain_no_initial_response(void **state)
 	assert_int_equal(step(s, "", 0, true, out, sizeof(out)), SASL_BAD);
 	assert_int_equal(step(s, "\0user\0pencil", 12, true, out, sizeof(out)), SASL_BAD);
 	sasl_free(&s);
+	s = sasl_new("PLAIN", &cbs, &f);
+	assert_int_equal(step(s, NULL, 0, true, out, sizeof(out)), SASL_BAD);
+	sasl_free(&s);
 
 	/* too long */
 	s = sasl_new("PLAIN", &cbs, &f);
