@@ -31,20 +31,27 @@ enum sasl_result {
 	SASL_BAD,      /* malformed exchange (protocol error) */
 };
 
-/* Mechanism names in advertising order: "PLAIN", "LOGIN", "SCRAM-SHA-256". */
+/* Mechanism names in advertising order: "PLAIN", "LOGIN", "SCRAM-SHA-256",
+ * then NULL. */
 extern const char *const sasl_mechanisms[];
 bool sasl_mech_supported(const char *name); /* case-insensitive */
 
-/* NULL if the mechanism is unknown. */
+/* NULL if the mechanism is unknown, or if cb lacks the callback it needs
+ * (verify_password for PLAIN/LOGIN, scram_creds for SCRAM-SHA-256). */
 struct sasl *sasl_new(const char *mech, const struct sasl_callbacks *cb, void *ctx);
 void sasl_free(struct sasl **s);
 /* Feed the client's next message (decoded; for the first step it is the initial
- * response, or NULL when the client sent none). On CONTINUE/OK, *out/*outlen
+ * response, or NULL when the client sent none). On CONTINUE/OK, *out and *outlen
  * point to server data owned by s (valid until the next call). */
 enum sasl_result sasl_step(struct sasl *s, const uint8_t *in, size_t inlen, bool has_input,
 			   const uint8_t **out, size_t *outlen);
 /* After SASL_OK: the authenticated identity (authcid). An authzid different
  * from the authcid is refused by the mechanisms (SASL_FAIL). */
 const char *sasl_authcid(const struct sasl *s);
+
+/* Tests only: make a SCRAM-SHA-256 exchange use server_nonce (printable, no
+ * ',') instead of 24 random octets, so the RFC 7677 example can be replayed.
+ * Call right after sasl_new(). Never use outside tests: nonces must be fresh. */
+void sasl_scram_set_nonce_for_test(struct sasl *s, const char *server_nonce);
 
 #endif
