@@ -65,6 +65,11 @@ static enum app_verdict st_mail(void *ctx, struct smtp_server *s, const struct s
 		smtp_server_reply(s, 550, "5.7.1", "Sender rejected");
 		return APP_REJECTED;
 	}
+	if (strcmp(m->from, "multi@x.test") == 0) {
+		/* APP_OK with a reply overrides the default */
+		smtp_server_reply(s, 250, "2.1.0", "Sender ok\nsecond line\r\n\x01third");
+		return APP_OK;
+	}
 	if (st->cfg.pend_mail) {
 		st->what = W_MAIL;
 		return APP_PENDING;
@@ -809,6 +814,10 @@ static void test_sequence_errors(void **state)
 		  .want_out = TX_S "250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"
 				   "452 4.5.3 Error: too many recipients\r\n250 2.0.0 Ok\r\n"
 				   "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n" },
+		{ .name = "app reply overrides the default, multi-line, sanitised",
+		  .steps = { { EHLO_C "MAIL FROM:<multi@x.test>\r\nRCPT TO:<b@y.test>\r\n" } },
+		  .want_out = GREETING EHLO_S "250-2.1.0 Sender ok\r\n250-2.1.0 second line\r\n"
+					      "250 2.1.0 ?third\r\n250 2.1.5 Ok\r\n" },
 		{ .name = "sender rejected by the app",
 		  .steps = { { EHLO_C "MAIL FROM:<reject@x.test>\r\nRCPT TO:<b@y.test>\r\n" } },
 		  .want_out = GREETING EHLO_S "550 5.7.1 Sender rejected\r\n"

@@ -15,13 +15,12 @@
 #include "proto/smtp/smtp_parse.h"
 
 enum smtp_cmd_flags {
-	SCF_PRE_TLS = 1 << 0,    /* allowed before STARTTLS on a TLS-required listener (later) */
-	SCF_PRE_AUTH = 1 << 1,   /* allowed before AUTH on submission (later) */
-	SCF_LAST = 1 << 2,       /* must be last in a pipelined group (RFC 2920 3.1) */
+	SCF_PRE_TLS = 1 << 0,	 /* allowed before STARTTLS on a TLS-required listener (later) */
+	SCF_PRE_AUTH = 1 << 1,	 /* allowed before AUTH on submission (later) */
+	SCF_LAST = 1 << 2,	 /* must be last in a pipelined group (RFC 2920 3.1) */
 	SCF_NEEDS_HELO = 1 << 3, /* HELO/EHLO first (RFC 5321 4.1.4) */
-	SCF_IN_TX = 1 << 4,      /* MAIL accepted first */
+	SCF_IN_TX = 1 << 4,	 /* MAIL accepted first */
 	SCF_NO_ARGS = 1 << 5,
-	SCF_ERROR = 1 << 6, /* using it counts as a protocol error */
 };
 
 struct cmd_args {
@@ -75,10 +74,11 @@ static enum app_verdict proceed_ehlo(struct smtp_server *s, struct cmd_args *a)
 	/* RFC 1870 SIZE; RFC 2920; RFC 6152; RFC 2034; RFC 3207; RFC 6531; RFC 3030 */
 	char size[32] = "SIZE";
 	if (s->set.max_message_size)
-		snprintf(size, sizeof size, "SIZE %llu", (unsigned long long)s->set.max_message_size);
-	smtp_emit(s, 250, NULL, "%s\nPIPELINING\n%s\n8BITMIME\nENHANCEDSTATUSCODES\n%sSMTPUTF8\nCHUNKING",
-		  s->set.hostname, size,
-		  s->set.starttls_offered && !s->tls ? "STARTTLS\n" : "");
+		snprintf(size, sizeof size, "SIZE %llu",
+			 (unsigned long long)s->set.max_message_size);
+	smtp_emit(s, 250, NULL,
+		  "%s\nPIPELINING\n%s\n8BITMIME\nENHANCEDSTATUSCODES\n%sSMTPUTF8\nCHUNKING",
+		  s->set.hostname, size, s->set.starttls_offered && !s->tls ? "STARTTLS\n" : "");
 	return APP_OK;
 }
 
@@ -132,7 +132,8 @@ static bool check_mail(struct smtp_server *s, struct cmd_args *a)
 		if (key_is(&kv, "SIZE") && !seen_size) {
 			seen_size = true;
 			if (!kv.value || smtp_parse_u64(kv.value, kv.valuelen, &m.size) < 0) {
-				smtp_refuse(s, "MAIL", true, 501, "5.5.4", "Bad SIZE parameter syntax");
+				smtp_refuse(s, "MAIL", true, 501, "5.5.4",
+					    "Bad SIZE parameter syntax");
 				goto fail;
 			}
 		} else if (key_is(&kv, "BODY") && !seen_body) {
@@ -147,7 +148,8 @@ static bool check_mail(struct smtp_server *s, struct cmd_args *a)
 					    "Error: BODY=BINARYMIME is not supported");
 				goto fail;
 			} else {
-				smtp_refuse(s, "MAIL", true, 501, "5.5.4", "Bad BODY parameter syntax");
+				smtp_refuse(s, "MAIL", true, 501, "5.5.4",
+					    "Bad BODY parameter syntax");
 				goto fail;
 			}
 		} else if (key_is(&kv, "SMTPUTF8") && !m.smtputf8) {
@@ -168,7 +170,8 @@ static bool check_mail(struct smtp_server *s, struct cmd_args *a)
 		}
 	}
 	if (r < 0) {
-		smtp_refuse(s, "MAIL", true, 501, "5.5.4", "Syntax: MAIL FROM:<address> [parameters]");
+		smtp_refuse(s, "MAIL", true, 501, "5.5.4",
+			    "Syntax: MAIL FROM:<address> [parameters]");
 		goto fail;
 	}
 	if (s->set.max_message_size && m.size > s->set.max_message_size) {
@@ -225,7 +228,8 @@ static bool check_rcpt(struct smtp_server *s, struct cmd_args *a)
 	struct smtp_param kv;
 	int r = smtp_parse_param_next(&p, end, &kv);
 	if (r < 0) {
-		smtp_refuse(s, "RCPT", true, 501, "5.5.4", "Syntax: RCPT TO:<address> [parameters]");
+		smtp_refuse(s, "RCPT", true, 501, "5.5.4",
+			    "Syntax: RCPT TO:<address> [parameters]");
 		goto fail;
 	}
 	if (r > 0) {
@@ -365,7 +369,8 @@ static enum app_verdict proceed_vrfy(struct smtp_server *s, struct cmd_args *a)
 {
 	(void)a;
 	/* RFC 5321 3.5.3: 252 when we will not say (no address harvesting) */
-	smtp_emit(s, 252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery");
+	smtp_emit(s, 252, "2.5.2",
+		  "Cannot VRFY user, but will accept message and attempt delivery");
 	return APP_OK;
 }
 
@@ -399,7 +404,8 @@ static bool check_starttls(struct smtp_server *s, struct cmd_args *a)
 		return false;
 	}
 	if (s->in_tx) {
-		smtp_refuse(s, "STARTTLS", true, 503, "5.5.1", "Error: MAIL transaction in progress");
+		smtp_refuse(s, "STARTTLS", true, 503, "5.5.1",
+			    "Error: MAIL transaction in progress");
 		return false;
 	}
 	return true;
@@ -425,7 +431,8 @@ static const struct smtp_cmd smtp_cmds[] = {
 	/* name     check           proceed           verdict         flags */
 	{ "EHLO", check_helo, proceed_ehlo, SMTP_PEND_NONE, ANY | SCF_LAST },
 	{ "HELO", check_helo, proceed_helo, SMTP_PEND_NONE, ANY | SCF_LAST },
-	{ "STARTTLS", check_starttls, proceed_starttls, SMTP_PEND_NONE, ANY | SCF_NO_ARGS | SCF_LAST },
+	{ "STARTTLS", check_starttls, proceed_starttls, SMTP_PEND_NONE,
+	  ANY | SCF_NO_ARGS | SCF_LAST },
 	{ "MAIL", check_mail, proceed_mail, SMTP_PEND_MAIL, SCF_NEEDS_HELO },
 	{ "RCPT", check_rcpt, proceed_rcpt, SMTP_PEND_RCPT, SCF_NEEDS_HELO | SCF_IN_TX },
 	{ "DATA", check_data, proceed_data, SMTP_PEND_DATA,
@@ -438,10 +445,10 @@ static const struct smtp_cmd smtp_cmds[] = {
 	{ "VRFY", check_vrfy, proceed_vrfy, SMTP_PEND_NONE, SCF_LAST },
 	{ "EXPN", NULL, proceed_expn, SMTP_PEND_NONE, SCF_LAST },
 	{ "HELP", NULL, proceed_help, SMTP_PEND_NONE, ANY },
-	{ "SEND", NULL, proceed_not_impl, SMTP_PEND_NONE, SCF_ERROR },
-	{ "SOML", NULL, proceed_not_impl, SMTP_PEND_NONE, SCF_ERROR },
-	{ "SAML", NULL, proceed_not_impl, SMTP_PEND_NONE, SCF_ERROR },
-	{ "TURN", NULL, proceed_not_impl, SMTP_PEND_NONE, SCF_ERROR },
+	{ "SEND", NULL, proceed_not_impl, SMTP_PEND_NONE, 0 },
+	{ "SOML", NULL, proceed_not_impl, SMTP_PEND_NONE, 0 },
+	{ "SAML", NULL, proceed_not_impl, SMTP_PEND_NONE, 0 },
+	{ "TURN", NULL, proceed_not_impl, SMTP_PEND_NONE, 0 },
 };
 
 void smtp_cmd_dispatch(struct smtp_server *s, const char *line, size_t len)

@@ -21,11 +21,11 @@
 #include "proto/smtp/smtp_server.h"
 
 enum smtp_state {
-	SMTP_ST_CMD,      /* reading command lines */
-	SMTP_ST_DATA,     /* after 354: dot-stuffed content up to CRLF.CRLF */
-	SMTP_ST_BDAT,     /* reading bdat_left raw octets of a BDAT chunk */
+	SMTP_ST_CMD,	  /* reading command lines */
+	SMTP_ST_DATA,	  /* after 354: dot-stuffed content up to CRLF.CRLF */
+	SMTP_ST_BDAT,	  /* reading bdat_left raw octets of a BDAT chunk */
 	SMTP_ST_TLS_WAIT, /* after 220 to STARTTLS: discard input, want STARTTLS */
-	SMTP_ST_CLOSED,   /* goodbye queued: discard input, want CLOSE */
+	SMTP_ST_CLOSED,	  /* goodbye queued: discard input, want CLOSE */
 };
 
 /* Which verdict is outstanding, i.e. what smtp_server_resume() completes. */
@@ -35,7 +35,7 @@ enum smtp_pend {
 	SMTP_PEND_RCPT,
 	SMTP_PEND_DATA, /* data_begin for DATA (354 on success) */
 	SMTP_PEND_BDAT, /* data_begin for the first BDAT chunk (no reply on success) */
-	SMTP_PEND_END,  /* data_end: the transaction's final reply */
+	SMTP_PEND_END,	/* data_end: the transaction's final reply */
 };
 
 enum smtp_content { SMTP_CONTENT_NONE, SMTP_CONTENT_DATA, SMTP_CONTENT_BDAT };
@@ -48,9 +48,9 @@ struct smtp_server {
 	const struct smtp_server_ops *ops;
 	void *ctx;
 
-	struct buf out;  /* replies for the I/O layer */
+	struct buf out;	 /* replies for the I/O layer */
 	struct buf line; /* the command line being assembled (no LF, <= max_line) */
-	bool line_skip;  /* discarding the rest of an overlong line up to LF */
+	bool line_skip;	 /* discarding the rest of an overlong line up to LF */
 	enum smtp_state state;
 	enum smtp_pend pend;
 
@@ -80,10 +80,10 @@ struct smtp_server {
 	/* Current BDAT chunk. */
 	uint64_t bdat_len, bdat_left;
 	bool bdat_last;
-	bool bdat_cr;      /* a CR ended the previous chunk's bytes (CRLF may straddle) */
-	bool bdat_discard; /* chunk refused before it arrived: skip it, then reply */
-	bool bdat_reset;   /* ... and reset the transaction after that reply */
-	int bdat_err_code; /* engine refusal to send after the chunk (0: app reply) */
+	bool bdat_cr;		  /* a CR ended the previous chunk's bytes (CRLF may straddle) */
+	bool bdat_discard;	  /* chunk refused before it arrived: skip it, then reply */
+	bool bdat_reset;	  /* ... and reset the transaction after that reply */
+	int bdat_err_code;	  /* engine refusal to send after the chunk (0: app reply) */
 	const char *bdat_err_esc; /* static string */
 	char *bdat_err_text;
 	struct buf bdat_reply; /* app refusal to send after the chunk */

@@ -153,7 +153,8 @@ static int parse_domain(struct cur *c)
 		bool last_hyphen = false;
 		for (;;) {
 			int ch = peek(c);
-			if (ch >= 0 && (is_alpha((unsigned char)ch) || is_digit((unsigned char)ch))) {
+			if (ch >= 0 &&
+			    (is_alpha((unsigned char)ch) || is_digit((unsigned char)ch))) {
 				c->i++;
 				last_hyphen = false;
 			} else if (ch == '-' && c->i > lstart) {

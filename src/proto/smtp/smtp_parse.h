@@ -21,8 +21,7 @@ struct smtp_param {
 
 /* Parse the next parameter from *pp (< end): one or more SP, then a param.
  * Returns 1 and advances *pp, 0 at the end of input, -1 on a syntax error. */
-int smtp_parse_param_next(const char **pp, const char *end, struct smtp_param *r)
-	ATTR_WARN_UNUSED;
+int smtp_parse_param_next(const char **pp, const char *end, struct smtp_param *r) ATTR_WARN_UNUSED;
 /* 1*20 DIGIT without overflow; 0 or -1. */
 int smtp_parse_u64(const char *p, size_t n, uint64_t *r) ATTR_WARN_UNUSED;
 /* True if the NUL-terminated s has no byte >= 0x80. */

@@ -157,8 +157,7 @@ void smtp_refuse(struct smtp_server *s, const char *cmd, bool count, int code, c
 /* Server shutdown waits for the transaction in flight (smtp_server_shutdown). */
 static void maybe_shutdown(struct smtp_server *s)
 {
-	if (!s->shutdown_req || s->in_tx || s->pend != SMTP_PEND_NONE ||
-	    s->state == SMTP_ST_CLOSED)
+	if (!s->shutdown_req || s->in_tx || s->pend != SMTP_PEND_NONE || s->state == SMTP_ST_CLOSED)
 		return;
 	smtp_emit(s, 421, "4.3.2", "%s Service shutting down, closing transmission channel",
 		  s->set.hostname);
