@@ -195,7 +195,7 @@ static void again_fired(struct evloop *ev, void *ctx)
 /* Write as much output as the socket takes. 0, or -1 if the conn failed. */
 static int flush(struct conn *c)
 {
-	if (c->handshaking || c->dead)
+	if (c->handshaking)
 		return 0;
 	struct buf *out = out_buf(c);
 	c->write_wants_read = false;
