@@ -519,9 +519,10 @@ static void test_backpressure(void **state)
 	assert_true(got_text(&cl));
 	assert_int_equal(cl.got.len, bytes_target);
 	assert_memory_equal(f.lines, "BIG|next|", 9);
-	/* Fully drained: the big output buffer was released. */
+	/* Fully drained: the big output buffer was released (a small one for
+	 * the last reply may remain). */
 	assert_int_equal(f.out.len, 0);
-	assert_null(f.out.data);
+	assert_true(f.out.cap <= 1024);
 	conn_close(f.conn, "test done");
 	client_done(&cl);
 	buf_deinit(&f.out);

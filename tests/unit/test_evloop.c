@@ -59,12 +59,12 @@ static void test_timer_order(void **state)
 	(void)state;
 	struct evloop *ev = new_loop();
 	norder = 0;
-	static const char a = 'a', b = 'b', c = 'c', d = 'd', x = 'x';
-	ev_timer_add(ev, 30, rec_cb, (void *)&c);
-	ev_timer_add(ev, 10, rec_cb, (void *)&a);
-	ev_timer_add(ev, 20, rec_cb, (void *)&b);
-	ev_timer_add(ev, 10, rec_cb, (void *)&d); /* same ms as 'a': fires after it */
-	struct ev_timer *gone = ev_timer_add(ev, 15, rec_cb, (void *)&x);
+	static char a = 'a', b = 'b', c = 'c', d = 'd', x = 'x';
+	ev_timer_add(ev, 30, rec_cb, &c);
+	ev_timer_add(ev, 10, rec_cb, &a);
+	ev_timer_add(ev, 20, rec_cb, &b);
+	ev_timer_add(ev, 10, rec_cb, &d); /* same ms as 'a': fires after it */
+	struct ev_timer *gone = ev_timer_add(ev, 15, rec_cb, &x);
 	ev_timer_del(ev, &gone);
 	assert_null(gone);
 	ev_timer_del(ev, &gone); /* safe on NULL */
