@@ -265,7 +265,8 @@ static void accept_ready(struct evloop *ev, int fd, unsigned events, void *ctx)
 				break;
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
 			    errno == ENOMEM) {
-				log_warn("accept(%s): pausing %d ms", l->name, EMFILE_PAUSE_MS);
+				log_warnx("accept(%s): %s; not accepting for %d ms", l->name,
+					  strerror(errno), EMFILE_PAUSE_MS);
 				ev_mod_fd(ev, fd, 0);
 				if (!l->resume)
 					l->resume = ev_timer_add(ev, EMFILE_PAUSE_MS,

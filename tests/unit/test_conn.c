@@ -775,6 +775,39 @@ static void test_implicit_tls(void **state)
 	buf_deinit(&f.out);
 }
 
+/* 1 MiB through TLS with a client that reads slowly: SSL_write returns
+ * WANT_WRITE and is retried after the output buffer moved and grew. */
+static void test_tls_big_output(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct client cl;
+	fake_init(&f);
+	struct conn_settings set = plain_set;
+	set.tls = server_tls;
+	set.implicit_tls = true;
+	open_conn(&f, &cl, &set);
+	assert_true(client_tls_connect(&cl));
+	assert_true(pump_until(ev, started_tls, &f, 2000));
+	client_send(&cl, "BIG\r\n");
+	pump(ev, 10);
+	client_send(&cl, "x1\r\n");
+	for (int i = 0; i < 5; i++) {
+		pump(ev, 2);
+		client_poll(&cl); /* drain a little at a time */
+		client_send(&cl, "y\r\n");
+	}
+	bytes_target = strlen("TLS UP\r\n") + 1024 * 1024 + strlen("x1\r\n") + 5 * 3;
+	assert_true(pump_until(ev, got_bytes, &cl, 5000));
+	assert_int_equal(cl.got.len, bytes_target);
+	want_text = "aaax1\r\ny\r\ny\r\ny\r\ny\r\ny\r\n";
+	assert_true(got_text(&cl));
+	assert_int_equal(f.closed, 0);
+	conn_close(f.conn, "test done");
+	client_done(&cl);
+	buf_deinit(&f.out);
+}
+
 static void test_handshake_timeout(void **state)
 {
 	(void)state;
@@ -844,6 +877,7 @@ int main(void)
 	const struct CMUnitTest tls[] = {
 		cmocka_unit_test(test_starttls_discards_pipelined),
 		cmocka_unit_test(test_implicit_tls),
+		cmocka_unit_test(test_tls_big_output),
 		cmocka_unit_test(test_handshake_timeout),
 		cmocka_unit_test(test_handshake_garbage),
 	};

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -230,6 +231,66 @@ static void test_port_in_use(void **state)
 	listener_free(&l); /* safe on NULL */
 }
 
+/* Out of descriptors: accept4 fails with EMFILE, the listener pauses instead
+ * of spinning, and accepts the waiting connection once fds are free again. */
+static void test_emfile_pauses_then_resumes(void **state)
+{
+	(void)state;
+	char *err = NULL;
+	struct listener *l = listener_bind("127.0.0.1:0", &err);
+	assert_non_null(l);
+	struct evloop *ev = evloop_new();
+	assert_non_null(ev);
+	struct accepted a;
+	memset(&a, 0, sizeof a);
+	a.fd = -1;
+	a.expect = l;
+	assert_int_equal(listener_start(l, ev, on_accept, &a), 0);
+	ev_before_sleep(ev, stop_when_accepted, &a);
+	ev_timer_add(ev, 1, tick, NULL);
+	int cfd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(cfd >= 0);
+
+	struct rlimit old, low;
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	low = old;
+	low.rlim_cur = 256;
+	if (old.rlim_cur < 256 || setrlimit(RLIMIT_NOFILE, &low) < 0) {
+		close(cfd);
+		listener_free(&l);
+		evloop_free(&ev);
+		skip();
+	}
+	int fillers[256], nfill = 0;
+	while (nfill < 256) {
+		int fd = dup(0);
+		if (fd < 0)
+			break;
+		fillers[nfill++] = fd;
+	}
+	struct sockaddr_in s4 = { .sin_family = AF_INET, .sin_port = htons((uint16_t)listener_port(l)) };
+	inet_pton(AF_INET, "127.0.0.1", &s4.sin_addr);
+	assert_int_equal(connect(cfd, (struct sockaddr *)&s4, sizeof s4), 0);
+	bool timed_out = false;
+	ev_timer_add(ev, 100, guard, &timed_out);
+	assert_int_equal(evloop_run(ev), 0);
+	assert_true(timed_out); /* nothing could be accepted */
+	assert_int_equal(a.n, 0);
+
+	for (int i = 0; i < nfill; i++)
+		close(fillers[i]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	timed_out = false;
+	ev_timer_add(ev, 3000, guard, &timed_out);
+	assert_int_equal(evloop_run(ev), 0);
+	assert_false(timed_out);
+	assert_int_equal(a.n, 1);
+	close(a.fd);
+	close(cfd);
+	listener_free(&l);
+	evloop_free(&ev);
+}
+
 static void test_sockaddr_to_text(void **state)
 {
 	(void)state;
@@ -274,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_bind_any),
 		cmocka_unit_test(test_bad_addresses),
 		cmocka_unit_test(test_port_in_use),
+		cmocka_unit_test(test_emfile_pauses_then_resumes),
 		cmocka_unit_test(test_sockaddr_to_text),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
