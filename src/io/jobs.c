@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /* Worker thread pool. Jobs wait in a FIFO under one mutex + condvar; a worker
- * runs job->run(ctx) and moves the job to the done list, then wakes the loop
- * through an ev_async. On the loop thread, done(ctx) callbacks run in the
- * order the jobs finished (submission order when nthreads is 1); a job's
- * done() always runs after its own run() returned, never concurrently with it.
+ * runs job->run(ctx), marks the job finished and wakes the loop through an
+ * ev_async. Every job is also on an "inflight" list in submission order; the
+ * loop thread runs done(ctx) callbacks from the head of that list while the
+ * head has finished, so completions are delivered in submission order even
+ * when runs finish out of order (a slow job delays the done() of later ones,
+ * never their run()). A job's done() always runs after its own run() returned.
  *
  * Workers block every signal so that signals reach the loop's signalfd. */
 #include "io/jobs.h"
@@ -21,7 +23,9 @@ struct job {
 	jobs_run_fn *run;
 	jobs_done_fn *done;
 	void *ctx;
-	struct job *next;
+	struct job *next;	   /* queue link */
+	struct job *next_inflight; /* submission-order link */
+	bool finished;
 };
 
 struct job_list {
@@ -35,8 +39,9 @@ struct jobs {
 	unsigned nthreads;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct job_list queue; /* submitted, not started */
-	struct job_list done;  /* finished, done() not yet run */
+	struct job_list queue;   /* submitted, not started */
+	struct job *inflight;    /* every job whose done() has not run, oldest first */
+	struct job *inflight_tail;
 	bool stopping;
 };
 
@@ -77,21 +82,30 @@ static void *worker(void *arg)
 		if (j->run)
 			j->run(j->ctx);
 		pthread_mutex_lock(&js->mu);
-		list_push(&js->done, j);
+		j->finished = true;
+		bool head = j == js->inflight;
 		pthread_mutex_unlock(&js->mu);
-		ev_async_notify(js->async);
+		if (head) /* later jobs wait for the head anyway */
+			ev_async_notify(js->async);
 		pthread_mutex_lock(&js->mu);
 	}
 	pthread_mutex_unlock(&js->mu);
 	return NULL;
 }
 
-/* Loop thread: run the done() callbacks of finished jobs. */
+/* Loop thread: run the done() callbacks of the finished jobs at the head of
+ * the submission order. */
 static void run_done(struct jobs *js)
 {
+	struct job_list batch = { NULL, NULL };
 	pthread_mutex_lock(&js->mu);
-	struct job_list batch = js->done;
-	js->done.head = js->done.tail = NULL;
+	while (js->inflight && js->inflight->finished) {
+		struct job *j = js->inflight;
+		js->inflight = j->next_inflight;
+		if (!js->inflight)
+			js->inflight_tail = NULL;
+		list_push(&batch, j);
+	}
 	pthread_mutex_unlock(&js->mu);
 	struct job *j;
 	while ((j = list_pop(&batch))) {
@@ -149,9 +163,16 @@ void jobs_submit(struct jobs *js, jobs_run_fn *run, jobs_done_fn *done, void *ct
 	j->run = run;
 	j->done = done;
 	j->ctx = ctx;
+	j->finished = false;
+	j->next_inflight = NULL;
 	pthread_mutex_lock(&js->mu);
 	ASSERT(!js->stopping);
 	list_push(&js->queue, j);
+	if (js->inflight_tail)
+		js->inflight_tail->next_inflight = j;
+	else
+		js->inflight = j;
+	js->inflight_tail = j;
 	pthread_cond_signal(&js->cv);
 	pthread_mutex_unlock(&js->mu);
 }
@@ -170,6 +191,7 @@ void jobs_free(struct jobs **jp)
 		pthread_join(js->threads[i], NULL);
 	/* Every queued job has run; deliver the remaining completions here. */
 	run_done(js);
+	ASSERT(!js->inflight);
 	ev_async_free(&js->async);
 	free(js->threads);
 	pthread_cond_destroy(&js->cv);
