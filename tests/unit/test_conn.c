@@ -449,11 +449,11 @@ static void test_idle_timeout(void **state)
 	struct client cl;
 	fake_init(&f);
 	struct conn_settings set = plain_set;
-	set.idle_ms = 60;
+	set.idle_ms = 200;
 	open_conn(&f, &cl, &set);
-	/* Input keeps it alive... */
+	/* Input keeps it alive (4 x 60 ms > idle_ms)... */
 	for (int i = 0; i < 4; i++) {
-		pump(ev, 30);
+		pump(ev, 60);
 		client_send(&cl, "ping\r\n");
 	}
 	assert_int_equal(f.timeouts, 0);
