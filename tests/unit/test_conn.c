@@ -90,6 +90,10 @@ static size_t fake_feed(void *sess, const uint8_t *p, size_t n)
 			memset(chunk, 'a', sizeof chunk);
 			for (int i = 0; i < 256; i++) /* 1 MiB */
 				buf_xappend(&f->out, chunk, sizeof chunk);
+		} else if (line_is(line, len, "SELFKICK")) {
+			/* An app answering inline kicks its own conn from inside feed(). */
+			buf_xappend(&f->out, "kicked\r\n", 8);
+			conn_kick(f->conn);
 		} else if (line_is(line, len, "KILL")) {
 			conn_close(f->conn, "killed");
 			break;
@@ -548,6 +552,52 @@ static void test_close_inside_feed(void **state)
 	buf_deinit(&f.out);
 }
 
+static void test_kick_inside_feed(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct client cl;
+	fake_init(&f);
+	open_conn(&f, &cl, &plain_set);
+	client_send(&cl, "SELFKICK\r\nafter\r\n");
+	want_text = "after\r\n";
+	assert_true(pump_until(ev, got_text, &cl, 2000));
+	assert_true(got_is(&cl, "kicked\r\nafter\r\n"));
+	assert_int_equal(f.closed, 0);
+	conn_close(f.conn, "test done");
+	client_done(&cl);
+	buf_deinit(&f.out);
+}
+
+static void close_each(struct conn *c, void *ctx)
+{
+	(*(int *)ctx)++;
+	conn_close(c, "bye all"); /* frees the current conn mid-walk */
+}
+
+static void test_close_all_via_foreach(void **state)
+{
+	(void)state;
+	enum { N = 4 };
+	struct fake f[N];
+	struct client cl[N];
+	for (int i = 0; i < N; i++) {
+		fake_init(&f[i]);
+		open_conn(&f[i], &cl[i], &plain_set);
+	}
+	int visited = 0;
+	conn_foreach(close_each, &visited);
+	assert_int_equal(visited, N);
+	assert_int_equal(conn_count(), 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(f[i].closed, 1);
+		assert_string_equal(f[i].reason, "bye all");
+		assert_true(pump_until(ev, got_eof, &cl[i], 2000));
+		client_done(&cl[i]);
+		buf_deinit(&f[i].out);
+	}
+}
+
 static void shutdown_each(struct conn *c, void *ctx)
 {
 	(*(int *)ctx)++;
@@ -870,7 +920,9 @@ int main(void)
 		cmocka_unit_test(test_stuck_session_closed),
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_close_inside_feed),
+		cmocka_unit_test(test_kick_inside_feed),
 		cmocka_unit_test(test_shutdown_count_foreach),
+		cmocka_unit_test(test_close_all_via_foreach),
 		cmocka_unit_test(test_idle_memory),
 		cmocka_unit_test(test_starttls_without_ctx),
 	};
