@@ -26,20 +26,29 @@ struct conn;
 
 struct conn_settings {
 	unsigned idle_ms;      /* idle timeout; 0 = none */
-	size_t max_input;      /* input buffer cap (bytes buffered but not consumed) */
+	size_t max_input;      /* input buffer cap (bytes buffered but not consumed); 0 = 64 KiB */
 	struct tls_ctx *tls;   /* for STARTTLS / implicit TLS; may be NULL */
 	bool implicit_tls;     /* handshake before the session sees anything */
-	unsigned tls_handshake_ms; /* handshake timeout */
+	unsigned tls_handshake_ms; /* handshake timeout; 0 = 30 s */
 };
 
-/* Takes ownership of fd (made non-blocking here). Returns NULL on failure (fd closed). */
+/* Takes ownership of fd (made non-blocking here). Returns NULL on failure (fd
+ * closed, ops->closed() NOT called: the caller still owns sess). Nothing is
+ * written or read before the loop runs, so output queued before or right after
+ * conn_new (a banner) goes out on the first iteration. The first conn_new sets
+ * SIGPIPE to SIG_IGN if it is still SIG_DFL (OpenSSL writes with write(2)). */
 struct conn *conn_new(struct evloop *ev, int fd, const struct conn_settings *set,
 		      const struct proto_session_ops *ops, void *sess);
-/* The session has new output or finished a PENDING step: write and resume feeding. */
+/* The session has new output or finished a PENDING step: write and resume feeding.
+ * Runs at once (or, from inside this conn's own callbacks, right after them), so
+ * it may end in ops->closed(): do not touch the session after calling it. */
 void conn_kick(struct conn *c);
-/* Close now (after a best-effort flush of pending output). ops->closed() follows. */
+/* Close now (after a best-effort flush of pending output). ops->closed() follows;
+ * when called from inside this conn's session callbacks, both happen right
+ * after the callback returns, so the session stays valid until then. */
 void conn_close(struct conn *c, const char *reason);
-/* Ask the session to shut down (ops->shutdown) — used on SIGTERM. */
+/* Ask the session to shut down (ops->shutdown) — used on SIGTERM. Like
+ * conn_kick, may end in ops->closed() before it returns. */
 void conn_shutdown(struct conn *c);
 bool conn_is_tls(const struct conn *c);
 /* Peer address as text ("127.0.0.1") and port. */

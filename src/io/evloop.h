@@ -30,8 +30,10 @@ int ev_add_fd(struct evloop *ev, int fd, unsigned mask, ev_fd_cb *cb, void *ctx)
 void ev_mod_fd(struct evloop *ev, int fd, unsigned mask);
 void ev_del_fd(struct evloop *ev, int fd);
 
-/* One-shot timer after ms. The handle is freed when it fires or by ev_timer_del
- * (which NULLs *t; safe on NULL). */
+/* One-shot timer after ms (from ev_now_ms()). The handle is freed when it fires
+ * (after cb returns; cb should forget its copy) or by ev_timer_del (which NULLs
+ * *t; safe on NULL, and safe inside the timer's own callback). Timers due at the
+ * same ms fire in the order they were added. */
 struct ev_timer *ev_timer_add(struct evloop *ev, uint64_t ms, ev_timer_cb *cb, void *ctx);
 void ev_timer_del(struct evloop *ev, struct ev_timer **t);
 
@@ -45,6 +47,9 @@ void ev_before_sleep(struct evloop *ev, ev_hook_cb *cb, void *ctx);
  * on the loop thread (coalesced: several notifies may give one call). */
 struct ev_async *ev_async_new(struct evloop *ev, ev_hook_cb *cb, void *ctx);
 void ev_async_notify(struct ev_async *a);
+/* Unregister and free (loop thread only, after every notifier is gone).
+ * NULLs *a; safe on NULL. evloop_free() frees any that remain. */
+void ev_async_free(struct ev_async **a);
 
 /* Cached monotonic time of this iteration, ms. */
 uint64_t ev_now_ms(struct evloop *ev);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* A small worker thread pool for blocking work kept off the event loop:
  * password hashing, SQLite writes, fsync. run() executes on a worker thread;
- * done() runs afterwards on the loop thread (via ev_async). */
+ * done() runs afterwards on the loop thread (via ev_async), and done()
+ * callbacks run in submission order. Either function may be NULL. */
 #ifndef TERN_IO_JOBS_H
 #define TERN_IO_JOBS_H
 
