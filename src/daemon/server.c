@@ -558,14 +558,15 @@ int server_main(const char *path)
 		return 1;
 
 	srv->ev = evloop_new();
-	srv->commit_async = ev_async_new(srv->ev, on_commit_ready, srv);
-	srv->committer = committer_new(commit_notify, srv->commit_async);
+	/* signals first: signalfd needs them blocked before any thread starts */
 	int sigs[] = { SIGTERM, SIGINT, SIGHUP };
 	for (size_t i = 0; i < N_ELEMENTS(sigs); i++)
 		if (ev_add_signal(srv->ev, sigs[i], on_signal, srv) < 0) {
 			fprintf(stderr, "tern: cannot watch signal %d\n", sigs[i]);
 			return 1;
 		}
+	srv->commit_async = ev_async_new(srv->ev, on_commit_ready, srv);
+	srv->committer = committer_new(commit_notify, srv->commit_async);
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		struct server_listener *sl = &srv->listeners[i];
 		if (listener_start(sl->l, srv->ev, on_accept, sl) < 0) {
@@ -590,6 +591,7 @@ int server_main(const char *path)
 		 (unsigned long long)batches);
 	accounts_close(&srv->accounts);
 	tls_ctx_unref(&srv->tls);
+	ev_async_free(&srv->commit_async);
 	evloop_free(&srv->ev);
 	free(srv->ipcounts);
 	cfg_release(&current_cfg);
