@@ -187,23 +187,72 @@ char *maildir_account_path(const char *data_dir, const char *address)
 	return r;
 }
 
+/* Length of the longest existing directory prefix of path (at a '/'). */
+static size_t existing_prefix(const char *path)
+{
+	char *p = xstrdup(path);
+	size_t n = strlen(p);
+	struct stat st;
+	while (n > 0 && stat(p, &st) < 0) {
+		while (n > 0 && p[n - 1] != '/')
+			n--;
+		while (n > 1 && p[n - 1] == '/')
+			n--;
+		p[n] = '\0';
+	}
+	free(p);
+	return n;
+}
+
+/* A message in a directory created just now is only durable if the new
+ * directory entries are: fsync every directory from the deepest one that
+ * already existed down to root. */
+static int fsync_created(const char *root, size_t existed, char **err_r)
+{
+	char *p = xstrdup(root);
+	size_t n = strlen(p);
+	for (;;) {
+		const char *dir = n > 0 ? p : ".";
+		if (fsync_dir(dir) < 0) {
+			*err_r = xasprintf("fsync(%s): %s", dir, strerror(errno));
+			free(p);
+			return -1;
+		}
+		if (n <= existed)
+			break;
+		while (n > 0 && p[n - 1] != '/')
+			n--;
+		while (n > 1 && p[n - 1] == '/')
+			n--;
+		p[n] = '\0';
+	}
+	free(p);
+	return 0;
+}
+
 int maildir_create(const char *root, char **err_r)
 {
 	static const char *const subs[] = { "cur", "new", "tmp" };
+	size_t existed = existing_prefix(root);
+	bool created = false;
 	if (mkdir_p(root, 0700) < 0) {
 		*err_r = xasprintf("mkdir(%s): %s", root, strerror(errno));
 		return -1;
 	}
 	for (size_t i = 0; i < N_ELEMENTS(subs); i++) {
 		char *p = xasprintf("%s/%s", root, subs[i]);
-		if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+		if (mkdir(p, 0700) == 0) {
+			created = true;
+		} else if (errno != EEXIST) {
 			*err_r = xasprintf("mkdir(%s): %s", p, strerror(errno));
 			free(p);
 			return -1;
 		}
 		free(p);
 	}
-	return 0;
+	if (existed == strlen(root) && !created)
+		return 0;
+	return fsync_created(root, existed, err_r);
 }
 
 /* '/' and ':' are forbidden in Maildir names (the usual \057 and \072
