@@ -47,7 +47,13 @@
  * writev() per copy (per-target header + buffer), so a small message costs
  * one write per copy. The write path runs on whichever thread calls
  * delivery_write / the commit; a delivery is only touched by one thread at
- * a time (the committer owns it from committer_submit to the reap). */
+ * a time (the committer owns it from committer_submit to the reap). For a
+ * message under 64 KiB the caller's thread does only the open() in tmp/
+ * (and an fstat); every write and sync happens on the committer thread.
+ * That open() is metadata work and can wait for a journal commit: under
+ * tools/bench_maildir.c it averaged 0.03-0.5 ms with peaks of 5 ms on the
+ * loop thread, which is why the daemon may prefer to create deliveries on
+ * a jobs thread. */
 #include "store/maildir.h"
 
 #include <dirent.h>

@@ -362,6 +362,40 @@ static void test_wsize_counts_lfs(void **state)
 	free(root);
 }
 
+/* Two copies into the same Maildir get distinct names; no hostname gives
+ * "localhost". */
+static void test_same_root_twice(void **state)
+{
+	(void)state;
+	char *root = path("twice");
+	char *err = NULL;
+	struct delivery *d = delivery_new(NULL);
+	assert_int_equal(delivery_add_target(d, root, "A: 1\n", &err), 0);
+	assert_int_equal(delivery_add_target(d, root, "B: 22\n", &err), 0);
+	assert_int_equal(delivery_write(d, "hi\n", 3), 0);
+	assert_int_equal(delivery_commit_sync(&d, &err), 0);
+	assert_int_equal(count_entries(root, "new"), 2);
+	assert_int_equal(count_entries(root, "tmp"), 0);
+	char *p = xasprintf("%s/new", root);
+	DIR *dir = opendir(p);
+	assert_non_null(dir);
+	struct dirent *e;
+	int seen = 0;
+	while ((e = readdir(dir)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		assert_non_null(strstr(e->d_name, ".localhost,S="));
+		uint64_t s, w;
+		parse_sizes(e->d_name, &s, &w);
+		assert_true((s == 8 && w == 10) || (s == 9 && w == 11));
+		seen |= s == 8 ? 1 : 2;
+	}
+	closedir(dir);
+	assert_int_equal(seen, 3);
+	free(p);
+	free(root);
+}
+
 static void test_abort(void **state)
 {
 	(void)state;
@@ -721,6 +755,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deliver_large_direct, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wsize_counts_lfs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_same_root_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_target, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_commit, setup, teardown),
