@@ -202,7 +202,8 @@ static void run_sync(size_t n)
 		pthread_join(th[i], NULL);
 	uint64_t ms = time_mono_ms() - start;
 	uint64_t total = clients_free(cls, n);
-	printf("sync/msg   clients=%3zu  %8.0f deliveries/s  (%llu in %llu ms; create avg %llu us)\n",
+	printf("sync/msg   clients=%3zu  %8.0f deliveries/s  "
+	       "(%llu in %llu ms; create avg %llu us)\n",
 	       n, (double)total * 1000.0 / (double)ms, (unsigned long long)total,
 	       (unsigned long long)ms, (unsigned long long)(make_n ? make_ns / make_n / 1000 : 0));
 	free(args);

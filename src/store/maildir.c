@@ -643,10 +643,9 @@ static void commit_batch(struct delivery **ds, size_t n)
 			continue;
 		for (size_t j = 0; j < d->n; j++) {
 			struct target *t = &d->t[j];
-			uint64_t size = t->written;
-			uint64_t wsize = size + d->lfs + t->hdr_lfs;
-			t->rel = xasprintf("new/%s,S=%llu,W=%llu", t->base, (unsigned long long)size,
-					   (unsigned long long)wsize);
+			unsigned long long size = t->written;
+			unsigned long long wsize = size + d->lfs + t->hdr_lfs;
+			t->rel = xasprintf("new/%s,S=%llu,W=%llu", t->base, size, wsize);
 			t->new_path = xasprintf("%s/%s", t->root, t->rel);
 			if (rename(t->tmp_path, t->new_path) < 0) {
 				fail(d, xasprintf("rename(%s, %s): %s", t->tmp_path, t->new_path,
@@ -662,7 +661,6 @@ static void commit_batch(struct delivery **ds, size_t n)
 	}
 	/* fsync each distinct new/ directory once. */
 	char **dirs = xmalloc((ndirs ? ndirs : 1) * sizeof *dirs);
-	bool *dir_bad = NULL;
 	size_t nd = 0;
 	for (size_t i = 0; i < n; i++)
 		if (!ds[i]->failed)
@@ -673,29 +671,28 @@ static void commit_batch(struct delivery **ds, size_t n)
 	for (size_t i = 0; i < nd; i++)
 		if (u == 0 || strcmp(dirs[u - 1], dirs[i]) != 0)
 			dirs[u++] = dirs[i];
-	dir_bad = xcalloc(u ? u : 1, sizeof *dir_bad);
-	char *dir_err = NULL;
+	int *dir_errno = xcalloc(u ? u : 1, sizeof *dir_errno); /* 0: synced */
+	bool any_bad = false;
 	for (size_t i = 0; i < u; i++) {
 		if (fsync_dir(dirs[i]) < 0) {
-			dir_bad[i] = true;
-			if (dir_err == NULL)
-				dir_err = xasprintf("fsync(%s): %s", dirs[i], strerror(errno));
+			dir_errno[i] = errno ? errno : EIO;
+			any_bad = true;
 		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct delivery *d = ds[i];
-		for (size_t j = 0; j < d->n && !d->failed && dir_err != NULL; j++) {
+		for (size_t j = 0; j < d->n && !d->failed && any_bad; j++) {
 			char **hit = bsearch(&d->t[j].new_dir, dirs, u, sizeof *dirs, cmp_str_ptr);
-			if (hit != NULL && dir_bad[hit - dirs])
-				fail(d, xstrdup(dir_err));
+			if (hit != NULL && dir_errno[hit - dirs] != 0)
+				fail(d, xasprintf("fsync(%s): %s", *hit,
+						  strerror(dir_errno[hit - dirs])));
 		}
 		if (d->failed)
 			rollback(d);
 		else
 			close_fds(d);
 	}
-	free(dir_err);
-	free(dir_bad);
+	free(dir_errno);
 	free(dirs);
 }
 

@@ -720,7 +720,8 @@ static void test_clean_tmp(void **state)
 	/* An old directory in tmp/ is not ours: left alone. */
 	char *sub = xasprintf("%s/tmp/dir", root);
 	assert_int_equal(mkdir(sub, 0700), 0);
-	struct timespec ts[2] = { { now.tv_sec - 400 * 86400, 0 }, { now.tv_sec - 400 * 86400, 0 } };
+	time_t old = now.tv_sec - 400 * 86400;
+	struct timespec ts[2] = { { old, 0 }, { old, 0 } };
 	assert_int_equal(utimensat(AT_FDCWD, sub, ts, 0), 0);
 	/* A message in new/ is never touched. */
 	char *msg = xasprintf("%s/new/m", root);
