@@ -476,6 +476,33 @@ static void check_no_files(char **roots, size_t n)
 	}
 }
 
+/* The second copy cannot be renamed (its new/ became a regular file): the
+ * first copy, already in new/, is unlinked again and tmp/ is emptied. */
+static void test_rename_failure_rolls_back(void **state)
+{
+	(void)state;
+	char *roots[3] = { path("n0"), path("n1"), path("n2") };
+	char *err = NULL;
+	struct delivery *d = delivery_new("h");
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(delivery_add_target(d, roots[i], NULL, &err), 0);
+	assert_int_equal(delivery_write(d, "x\n", 2), 0);
+	char *nd = xasprintf("%s/new", roots[1]);
+	assert_int_equal(rmdir(nd), 0);
+	int fd = open(nd, O_CREAT | O_WRONLY, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(delivery_commit_sync(&d, &err), -1);
+	assert_non_null(strstr(err, "rename("));
+	free(err);
+	assert_int_equal(unlink(nd), 0);
+	assert_int_equal(mkdir(nd, 0700), 0);
+	check_no_files(roots, 3);
+	free(nd);
+	for (int i = 0; i < 3; i++)
+		free(roots[i]);
+}
+
 static void test_enospc_at_commit(void **state)
 {
 	(void)state;
@@ -759,6 +786,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_same_root_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_target, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_rename_failure_rolls_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_at_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enospc_during_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
