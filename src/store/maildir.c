@@ -50,7 +50,7 @@
  * fsyncs): the single committer and the single loop thread serialise the
  * per-file metadata calls (open in tmp/, rename, fsync of each new/).
  * The win is on storage where a flush costs milliseconds, and in not
- * needing a thread per message in flight. */
+ * needing a thread per message in flight.
  *
  * Writes: content is buffered (64 KiB) and written to all copies with one
  * writev() per copy (per-target header + buffer), so a small message costs
