@@ -10,7 +10,7 @@
  *   gcc -O2 -std=c11 -D_GNU_SOURCE -Isrc tools/bench_maildir.c build/libtern.a \
  *       -lssl -lcrypto -lsqlite3 -lcrypt -lz -lpthread -o build/bench_maildir
  *   build/bench_maildir [base_dir (default /tmp)] [seconds per run (default 3)]
- *                       [all|sync|committer] [clients: 1, 20 or 100; default all]
+ *                       [all|sync|committer|burst] [clients: 1, 20 or 100; default all]
  */
 #include <ftw.h>
 #include <poll.h>
@@ -210,6 +210,57 @@ static void run_sync(size_t n)
 	free(th);
 }
 
+/* Burst: 50 deliveries to 50 mailboxes prepared in advance, submitted at
+ * once; time until every callback ran. Isolates the committer's batch cost
+ * from the loop thread's file creation. */
+static void burst_done(struct delivery *d, int result, const char *err, void *ctx)
+{
+	(void)d;
+	if (result != 0) {
+		fprintf(stderr, "bench: %s\n", err);
+		exit(1);
+	}
+	(*(int *)ctx)++;
+}
+
+static void run_burst(size_t k, int rounds)
+{
+	struct bench b = { 0 };
+	b.efd = eventfd(0, EFD_CLOEXEC);
+	b.c = committer_new(notify, &b);
+	struct client *cls = clients_new(k, "b");
+	struct delivery **ds = xcalloc(k, sizeof *ds);
+	uint64_t total_ns = 0;
+	int done_n = 0;
+	for (int r = 0; r < rounds; r++) {
+		for (size_t i = 0; i < k; i++)
+			ds[i] = make(&cls[i]);
+		uint64_t t0 = now_ns();
+		for (size_t i = 0; i < k; i++)
+			committer_submit(b.c, ds[i], burst_done, &done_n);
+		while (done_n < (r + 1) * (int)k) {
+			struct pollfd p = { .fd = b.efd, .events = POLLIN };
+			if (poll(&p, 1, 1000) > 0) {
+				uint64_t v;
+				if (read(b.efd, &v, sizeof v) < 0)
+					abort();
+				committer_reap(b.c);
+			}
+		}
+		total_ns += now_ns() - t0;
+	}
+	uint64_t batches, deliveries;
+	committer_stats(b.c, &batches, &deliveries);
+	committer_free(&b.c);
+	close(b.efd);
+	clients_free(cls, k);
+	free(ds);
+	printf("burst      %zu deliveries to %zu mailboxes at once: %llu us per burst "
+	       "(%d rounds, %llu batches)\n",
+	       k, k, (unsigned long long)(total_ns / (uint64_t)rounds / 1000), rounds,
+	       (unsigned long long)batches);
+}
+
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
 	(void)st;
@@ -235,11 +286,13 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
 		if (argc > 4 && (size_t)atoi(argv[4]) != ns[i])
 			continue;
-		if (strcmp(mode, "committer") != 0)
+		if (strcmp(mode, "all") == 0 || strcmp(mode, "sync") == 0)
 			run_sync(ns[i]);
-		if (strcmp(mode, "sync") != 0)
+		if (strcmp(mode, "all") == 0 || strcmp(mode, "committer") == 0)
 			run_committer(ns[i]);
 	}
+	if (strcmp(mode, "all") == 0 || strcmp(mode, "burst") == 0)
+		run_burst(50, 40);
 	nftw(base_dir, rm_cb, 64, FTW_DEPTH | FTW_PHYS);
 	free(base_dir);
 	return 0;

@@ -10,7 +10,8 @@
  *      final now, so the name is chosen at rename time;
  *   4. fsync each distinct new/ directory once, which makes the renames
  *      durable (a rename is a directory change, fdatasync of the file does
- *      not cover it).
+ *      not cover it); for a batch touching many directories, one syncfs
+ *      instead (see sync_dirs()).
  * Any failure unlinks every copy of that delivery (renamed or still in tmp/),
  * so a delivery is all or nothing; other deliveries of the batch are not
  * affected.
@@ -44,13 +45,14 @@
  *
  * What tools/bench_maildir.c measured on the (shared, 2-core) dev VM, where
  * a flush costs only ~0.2 ms: with 100 clients a batch averages ~50
- * deliveries, i.e. one syncfs per 50 messages instead of two syncs each,
+ * deliveries, i.e. two syncfs per 50 messages instead of two syncs each,
  * but throughput was not better than one thread per client doing its own
  * fdatasync + fsync(new/) (the kernel's journal already merges concurrent
  * fsyncs): the single committer and the single loop thread serialise the
- * per-file metadata calls (open in tmp/, rename, fsync of each new/).
- * The win is on storage where a flush costs milliseconds, and in not
- * needing a thread per message in flight.
+ * per-file metadata calls (open in tmp/, rename). The win is on storage
+ * where a flush costs milliseconds, and in not needing a thread per
+ * message in flight. Replacing the per-directory fsyncs of a 50-mailbox
+ * batch by one syncfs cut its commit from 6.5-14.5 ms to 3.5-5.4 ms.
  *
  * Writes: content is buffered (64 KiB) and written to all copies with one
  * writev() per copy (per-target header + buffer), so a small message costs
@@ -557,19 +559,33 @@ static int datasync_delivery(struct delivery *d)
 	return 0;
 }
 
-/* syncfs reports writeback errors only since Linux 5.8. */
-static bool syncfs_reports_errors(void)
+/* Running kernel as major * 1000 + minor (0 if unknown), cached. */
+static unsigned kernel_version(void)
 {
 	static int cached = -1;
 	int v = __atomic_load_n(&cached, __ATOMIC_RELAXED);
 	if (v < 0) {
 		struct utsname u;
 		unsigned major = 0, minor = 0;
-		v = uname(&u) == 0 && sscanf(u.release, "%u.%u", &major, &minor) == 2 &&
-		    (major > 5 || (major == 5 && minor >= 8));
+		v = 0;
+		if (uname(&u) == 0 && sscanf(u.release, "%u.%u", &major, &minor) == 2 &&
+		    major < 1000 && minor < 1000)
+			v = (int)(major * 1000 + minor);
 		__atomic_store_n(&cached, v, __ATOMIC_RELAXED);
 	}
-	return v != 0;
+	return (unsigned)v;
+}
+
+/* syncfs reports writeback errors only since Linux 5.8. */
+static bool syncfs_reports_errors(void)
+{
+	return kernel_version() >= 5008;
+}
+
+/* ...and errors of the filesystem's own sync (journal commit) since 5.17. */
+static bool syncfs_reports_sync_errors(void)
+{
+	return kernel_version() >= 5017;
 }
 
 /* Step 2 for a batch: syncfs once per filesystem, on its earliest-opened fd;
@@ -631,9 +647,83 @@ static void sync_batch(struct delivery **ds, size_t n)
 	free(fss);
 }
 
-static int cmp_str_ptr(const void *a, const void *b)
+struct dir_sync {
+	const char *dir;
+	dev_t dev;
+	int fd; /* an open file on dev, for syncfs */
+	int err; /* 0 durable, -1 to do, -2 fsync it, else errno of the failure */
+};
+
+static int cmp_dir_sync(const void *a, const void *b)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	const struct dir_sync *x = a, *y = b;
+	return strcmp(x->dir, y->dir);
+}
+
+/* Step 4: make the renames durable. Each distinct new/ directory is fsynced
+ * once. But on a filesystem where a batch of two or more deliveries touched
+ * DIR_SYNCFS_MIN or more directories, one syncfs replaces those fsyncs: on
+ * ext4 every directory fsync forces its own journal commit and cache flush
+ * (directories get no fast path), while syncfs commits the journal holding
+ * all the renames once. Only on kernels where syncfs reports the journal
+ * commit's errors; if it fails, the per-directory fsyncs run after all, so
+ * the error lands on the right deliveries. Then failed deliveries are
+ * rolled back. */
+#define DIR_SYNCFS_MIN 4
+static void sync_dirs(struct delivery **ds, size_t n)
+{
+	size_t nd = 0, live = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!ds[i]->failed) {
+			nd += ds[i]->n;
+			live++;
+		}
+	struct dir_sync *dirs = xcalloc(nd ? nd : 1, sizeof *dirs);
+	nd = 0;
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = 0; !ds[i]->failed && j < ds[i]->n; j++)
+			/* rename() does not cross filesystems: new/ is on t->dev. */
+			dirs[nd++] = (struct dir_sync){ ds[i]->t[j].new_dir, ds[i]->t[j].dev,
+							ds[i]->t[j].fd, -1 };
+	qsort(dirs, nd, sizeof *dirs, cmp_dir_sync);
+	size_t u = 0;
+	for (size_t i = 0; i < nd; i++)
+		if (u == 0 || strcmp(dirs[u - 1].dir, dirs[i].dir) != 0)
+			dirs[u++] = dirs[i];
+	if (live >= 2 && u >= DIR_SYNCFS_MIN && syncfs_reports_sync_errors()) {
+		for (size_t i = 0; i < u; i++) {
+			if (dirs[i].err != -1)
+				continue; /* its device is done */
+			size_t same = 0;
+			for (size_t k = i; k < u; k++)
+				same += dirs[k].dev == dirs[i].dev;
+			int r = same >= DIR_SYNCFS_MIN && syncfs(dirs[i].fd) == 0 ? 0 : -2;
+			for (size_t k = i; k < u; k++)
+				if (dirs[k].dev == dirs[i].dev)
+					dirs[k].err = r;
+		}
+	}
+	bool any_bad = false;
+	for (size_t i = 0; i < u; i++) {
+		if (dirs[i].err == 0)
+			continue;
+		dirs[i].err = fsync_dir(dirs[i].dir) < 0 ? (errno ? errno : EIO) : 0;
+		any_bad |= dirs[i].err != 0;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct delivery *d = ds[i];
+		for (size_t j = 0; j < d->n && !d->failed && any_bad; j++) {
+			struct dir_sync key = { .dir = d->t[j].new_dir };
+			struct dir_sync *hit = bsearch(&key, dirs, u, sizeof *dirs, cmp_dir_sync);
+			if (hit != NULL && hit->err != 0)
+				fail(d, xasprintf("fsync(%s): %s", hit->dir, strerror(hit->err)));
+		}
+		if (d->failed)
+			rollback(d);
+		else
+			close_fds(d);
+	}
+	free(dirs);
 }
 
 /* The whole commit for n deliveries; on return each is committed (rel set)
@@ -645,7 +735,6 @@ static void commit_batch(struct delivery **ds, size_t n)
 			(void)flush(ds[i]);
 	sync_batch(ds, n);
 	/* Rename: the sizes are final now, so they go into the name. */
-	size_t ndirs = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct delivery *d = ds[i];
 		if (d->failed)
@@ -665,44 +754,8 @@ static void commit_batch(struct delivery **ds, size_t n)
 			}
 			t->renamed = true;
 		}
-		if (!d->failed)
-			ndirs += d->n;
 	}
-	/* fsync each distinct new/ directory once. */
-	char **dirs = xmalloc((ndirs ? ndirs : 1) * sizeof *dirs);
-	size_t nd = 0;
-	for (size_t i = 0; i < n; i++)
-		if (!ds[i]->failed)
-			for (size_t j = 0; j < ds[i]->n; j++)
-				dirs[nd++] = ds[i]->t[j].new_dir;
-	qsort(dirs, nd, sizeof *dirs, cmp_str_ptr);
-	size_t u = 0;
-	for (size_t i = 0; i < nd; i++)
-		if (u == 0 || strcmp(dirs[u - 1], dirs[i]) != 0)
-			dirs[u++] = dirs[i];
-	int *dir_errno = xcalloc(u ? u : 1, sizeof *dir_errno); /* 0: synced */
-	bool any_bad = false;
-	for (size_t i = 0; i < u; i++) {
-		if (fsync_dir(dirs[i]) < 0) {
-			dir_errno[i] = errno ? errno : EIO;
-			any_bad = true;
-		}
-	}
-	for (size_t i = 0; i < n; i++) {
-		struct delivery *d = ds[i];
-		for (size_t j = 0; j < d->n && !d->failed && any_bad; j++) {
-			char **hit = bsearch(&d->t[j].new_dir, dirs, u, sizeof *dirs, cmp_str_ptr);
-			if (hit != NULL && dir_errno[hit - dirs] != 0)
-				fail(d, xasprintf("fsync(%s): %s", *hit,
-						  strerror(dir_errno[hit - dirs])));
-		}
-		if (d->failed)
-			rollback(d);
-		else
-			close_fds(d);
-	}
-	free(dir_errno);
-	free(dirs);
+	sync_dirs(ds, n);
 }
 
 int delivery_commit_sync(struct delivery **dp, char **err_r)

@@ -14,7 +14,8 @@
  * Durability: a delivery writes one tmp/ file per target. Commit happens on
  * the committer thread, which takes every delivery queued since its last
  * round as one batch: file data is synced for the whole batch, files are
- * renamed into new/, and each distinct new/ directory is fsynced once. Only
+ * renamed into new/, and each distinct new/ directory is fsynced once (or,
+ * when a batch touches many directories, one syncfs covers them). Only
  * then is the delivery's done callback run, so the SMTP 250 means "on disk"
  * while 20 concurrent senders share a handful of syncs instead of 20. If any
  * target of a delivery fails, none of its copies stays visible. */
