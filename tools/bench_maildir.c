@@ -259,6 +259,28 @@ static void run_burst(size_t k, int rounds)
 	       "(%d rounds, %llu batches)\n",
 	       k, k, (unsigned long long)(total_ns / (uint64_t)rounds / 1000), rounds,
 	       (unsigned long long)batches);
+
+	/* Baseline: the same bursts committed one by one on one thread. */
+	cls = clients_new(k, "B");
+	ds = xcalloc(k, sizeof *ds);
+	total_ns = 0;
+	for (int r = 0; r < rounds; r++) {
+		for (size_t i = 0; i < k; i++)
+			ds[i] = make(&cls[i]);
+		uint64_t t0 = now_ns();
+		for (size_t i = 0; i < k; i++) {
+			char *err = NULL;
+			if (delivery_commit_sync(&ds[i], &err) < 0) {
+				fprintf(stderr, "bench: %s\n", err);
+				exit(1);
+			}
+		}
+		total_ns += now_ns() - t0;
+	}
+	clients_free(cls, k);
+	free(ds);
+	printf("burst      same, delivery_commit_sync one by one:  %llu us per burst\n",
+	       (unsigned long long)(total_ns / (uint64_t)rounds / 1000));
 }
 
 static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *f)
