@@ -220,6 +220,7 @@ def test_starttls_command_injection(tern):
     tls.close()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_policy_versions(tern):
     sock = tern.connect()
     c = Lines(sock)
