@@ -23,6 +23,9 @@ static const char user_usage[] =
 	"       tern user passwd -c FILE ADDRESS   change its password (password on stdin)\n"
 	"       tern user del    -c FILE ADDRESS   delete the account (its mail is kept)\n"
 	"       tern user list   -c FILE           list accounts\n"
+	"       tern user add    -c FILE ADDRESS --hash\n"
+	"                                          import an existing crypt hash ($y$, $6$,\n"
+	"                                          $2b$) read from stdin instead of a password\n"
 	"\n"
 	"The password is read from standard input: typed twice without echo on a\n"
 	"terminal, or the first line of piped input (echo 'secret' | tern user add ...).\n"
@@ -46,6 +49,7 @@ static const char config_usage[] = "usage: tern config -c FILE [--all]\n"
 struct args {
 	const char *conf;
 	bool all;
+	bool hash;
 	int npos;
 	char *pos[64];
 };
@@ -68,6 +72,8 @@ static int parse_args(int argc, char **argv, int first, const char *usage, struc
 			a->conf = argv[++i];
 		} else if (!strcmp(argv[i], "--all")) {
 			a->all = true;
+		} else if (!strcmp(argv[i], "--hash")) {
+			a->hash = true;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			fprintf(stderr, "tern: unknown option '%s'\n%s", argv[i], usage);
 			return -1;
@@ -253,6 +259,22 @@ int cli_user(int argc, char **argv)
 		free(canon);
 	} else if (!domain_ok(c, addr)) {
 		rc = 1;
+	} else if (a.hash && strcmp(sub, "add") != 0) {
+		fprintf(stderr, "tern user %s: --hash only works with add\n", sub);
+		rc = 2;
+	} else if (a.hash) {
+		char *hash = read_line_stdin();
+		if (accounts_user_add_hash(acc, addr, hash, &err) < 0) {
+			rc = 1;
+		} else {
+			char *root = maildir_account_path(c->data_dir, addr);
+			if (!root || maildir_create(root, &err) < 0)
+				rc = 1;
+			else
+				printf("added %s with an imported hash (mail in %s)\n", addr, root);
+			free(root);
+		}
+		free(hash);
 	} else {
 		char *pw = read_password();
 		if (!pw) {

@@ -103,3 +103,22 @@ def test_readme_config_reference_is_complete():
     for line in p.stdout.splitlines():
         key = line.split(" = ")[0]
         assert f"`{key}`" in readme, key
+
+
+def test_import_existing_hashes(tmp_path):
+    """$6$ and $2b$ hashes made by other systems can be imported as they are."""
+    import crypt_helper
+    t = Tern(tmp_path, users=())
+    for addr, h in (("six@example.org", crypt_helper.sha512crypt("pw6")),
+                    ("bee@example.org", crypt_helper.bcrypt("pwb"))):
+        p = subprocess.run([TERN, "user", "add", "-c", t.conf, addr, "--hash"], input=h + "\n",
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    db = sqlite3.connect(os.path.join(t.data, "accounts.db"))
+    got = dict(db.execute("select address, hash from users"))
+    db.close()
+    assert got["six@example.org"].startswith("$6$")
+    assert got["bee@example.org"].startswith("$2b$")
+    p = subprocess.run([TERN, "user", "add", "-c", t.conf, "bad@example.org", "--hash"],
+                       input="plaintext\n", capture_output=True, text=True)
+    assert p.returncode == 1

@@ -430,3 +430,25 @@ def test_smtplib_many_messages(tern):
     s.quit()
     assert len(tern.messages("alice@example.org")) == 30
     assert len(tern.messages("bob@example.org")) == 30
+
+
+def test_swaks_starttls_pipelining(tern):
+    """A second real client: swaks with STARTTLS and pipelining."""
+    import shutil
+    import subprocess
+    swaks = shutil.which("swaks")
+    if not swaks:
+        pytest.fail("swaks is not installed (tools/deps.sh installs it)")
+    p = subprocess.run([swaks, "--server", f"127.0.0.1:{tern.smtp_port}", "--tls", "--pipeline",
+                        "--from", "sender@remote.test", "--to", "alice@example.org,bob@example.org",
+                        "--helo", "swaks.example", "--header", "Subject: from swaks",
+                        "--body", "hello from swaks\n.leading dot\n"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "250 2.0.0 Ok: queued as" in p.stdout
+    for who in ("alice@example.org", "bob@example.org"):
+        m = tern.read_messages(who)
+        assert len(m) == 1
+        assert b"Subject: from swaks" in m[0]
+        assert b"\n.leading dot" in m[0]
+        assert b"with ESMTPS id" in m[0]
