@@ -208,13 +208,59 @@ static int parse_number(const char *v, uint64_t *out, const char *suffixes, cons
 	return 0;
 }
 
+/* Collapse "//", "/./" and "dir/.." lexically (no symlink resolution: the
+ * path is shown to the admin in messages and must stay the one they wrote). */
+static void normalize_path(char *p)
+{
+	bool abs = p[0] == '/';
+	char *out = p, *seg = p;
+	size_t depth = 0; /* segments in out that ".." may remove */
+	while (*seg) {
+		while (*seg == '/')
+			seg++;
+		if (!*seg)
+			break;
+		char *end = seg;
+		while (*end && *end != '/')
+			end++;
+		size_t len = (size_t)(end - seg);
+		if (len == 1 && seg[0] == '.') {
+			seg = end;
+			continue;
+		}
+		if (len == 2 && seg[0] == '.' && seg[1] == '.' && depth == 0 && abs) {
+			seg = end; /* "/.." is "/" */
+			continue;
+		}
+		if (len == 2 && seg[0] == '.' && seg[1] == '.' && depth > 0) {
+			while (out > p && out[-1] != '/')
+				out--;
+			if (out > p + (abs ? 1 : 0))
+				out--; /* the separator before the removed segment */
+			depth--;
+			seg = end;
+			continue;
+		}
+		if (out > p + (abs ? 1 : 0) || (!abs && out > p))
+			*out++ = '/';
+		else if (abs && out == p)
+			*out++ = '/';
+		memmove(out, seg, len);
+		out += len;
+		if (!(len == 2 && seg[0] == '.' && seg[1] == '.'))
+			depth++;
+		seg = end;
+	}
+	if (out == p)
+		*out++ = abs ? '/' : '.';
+	*out = 0;
+}
+
 static char *resolve_path(const char *base_dir, const char *v)
 {
-	if (v[0] == '/' || !base_dir)
-		return xstrdup(v);
-	if (strncmp(v, "./", 2) == 0)
-		v += 2;
-	return xasprintf("%s/%s", base_dir, v);
+	char *p = (v[0] == '/' || !base_dir) ? xstrdup(v) : xasprintf("%s/%s", base_dir, v);
+	normalize_path(p);
+	return p;
 }
 
 /* Parse one value into its field. Returns 0, or -1 with *why a static reason. */

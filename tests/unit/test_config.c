@@ -158,6 +158,26 @@ static void test_every_key_documented(void **state)
 	}
 }
 
+static void test_path_normalisation(void **state)
+{
+	(void)state;
+	static const char *cases[][2] = {
+		{ "/a/b/../c", "/a/c" },       { "/a/./b//c/", "/a/b/c" }, { "/../a", "/a" },
+		{ "/a/..", "/" },              { "/", "/" },               { "./var", "/base/var" },
+		{ "../var", "/var" },          { "/x/../../y", "/y" },     { "a/../../b", "/b" },
+		{ "/a/b/../../..", "/" },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		char text[300], *err = NULL;
+		snprintf(text, sizeof text, "data_dir = %s\n", cases[i][0]);
+		struct config *c = parse(text, &err);
+		assert_non_null(c);
+		if (strcmp(c->data_dir, cases[i][1]) != 0)
+			fail_msg("%s: got %s, want %s", cases[i][0], c->data_dir, cases[i][1]);
+		config_free(&c);
+	}
+}
+
 static void test_load_file(void **state)
 {
 	(void)state;
@@ -173,7 +193,7 @@ static void test_load_file(void **state)
 	struct config *c = config_load(path, &err);
 	assert_non_null(c);
 	char want[300];
-	snprintf(want, sizeof want, "%s/../data", dir);
+	snprintf(want, sizeof want, "%s/data", "/tmp");
 	assert_string_equal(c->data_dir, want);
 	config_free(&c);
 	unlink(path);
@@ -193,6 +213,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_nul_and_long_line),
 		cmocka_unit_test(test_every_key_documented),
+		cmocka_unit_test(test_path_normalisation),
 		cmocka_unit_test(test_load_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
