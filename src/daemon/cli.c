@@ -210,6 +210,19 @@ static void print_alias(const char *alias, const char *target, void *ctx)
 	printf("%s -> %s\n", alias, target);
 }
 
+/* A new account's Maildir, so it exists before the first delivery. */
+static int make_maildir(const struct config *c, const char *addr, const char *how, char **err_r)
+{
+	char *root = maildir_account_path(c->data_dir, addr);
+	int r = root ? maildir_create(root, err_r) : -1;
+	if (!root)
+		*err_r = xasprintf("%s cannot be a mailbox path", addr);
+	else if (r == 0)
+		printf("added %s%s%s (mail in %s)\n", addr, *how ? " " : "", how, root);
+	free(root);
+	return r;
+}
+
 int cli_user(int argc, char **argv)
 {
 	if (argc < 2 || argv[1][0] == '-') {
@@ -264,32 +277,18 @@ int cli_user(int argc, char **argv)
 		rc = 2;
 	} else if (a.hash) {
 		char *hash = read_line_stdin();
-		if (accounts_user_add_hash(acc, addr, hash, &err) < 0) {
+		if (accounts_user_add_hash(acc, addr, hash, &err) < 0 ||
+		    make_maildir(c, addr, "with an imported hash", &err) < 0)
 			rc = 1;
-		} else {
-			char *root = maildir_account_path(c->data_dir, addr);
-			if (!root || maildir_create(root, &err) < 0)
-				rc = 1;
-			else
-				printf("added %s with an imported hash (mail in %s)\n", addr, root);
-			free(root);
-		}
 		free(hash);
 	} else {
 		char *pw = read_password();
 		if (!pw) {
 			rc = 1;
 		} else if (!strcmp(sub, "add")) {
-			if (accounts_user_add(acc, addr, pw, &err) < 0) {
+			if (accounts_user_add(acc, addr, pw, &err) < 0 ||
+			    make_maildir(c, addr, "", &err) < 0)
 				rc = 1;
-			} else {
-				char *root = maildir_account_path(c->data_dir, addr);
-				if (!root || maildir_create(root, &err) < 0)
-					rc = 1;
-				else
-					printf("added %s (mail in %s)\n", addr, root);
-				free(root);
-			}
 		} else {
 			if (accounts_user_passwd(acc, addr, pw, &err) < 0)
 				rc = 1;

@@ -244,6 +244,22 @@ static int bind_listeners(struct server *srv)
 	return 0;
 }
 
+/* Create the directory that will hold file (mode 0700). */
+static int mkdir_parent(const char *file)
+{
+	char *dir = xstrdup(file);
+	char *slash = strrchr(dir, '/');
+	int r = 0;
+	if (slash && slash != dir) {
+		*slash = 0;
+		r = mkdir_p(dir, 0700);
+		if (r < 0)
+			fprintf(stderr, "tern: mkdir %s: %s\n", dir, strerror(errno));
+	}
+	free(dir);
+	return r;
+}
+
 static int ensure_certificate(const struct config *c)
 {
 	struct stat st;
@@ -256,28 +272,8 @@ static int ensure_certificate(const struct config *c)
 			have_cert ? c->tls_cert : c->tls_key, have_cert ? c->tls_key : c->tls_cert);
 		return -1;
 	}
-	char *dir = xstrdup(c->tls_cert);
-	char *slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = 0;
-		if (mkdir_p(dir, 0700) < 0) {
-			fprintf(stderr, "tern: mkdir %s: %s\n", dir, strerror(errno));
-			free(dir);
-			return -1;
-		}
-	}
-	free(dir);
-	dir = xstrdup(c->tls_key);
-	slash = strrchr(dir, '/');
-	if (slash && slash != dir) {
-		*slash = 0;
-		if (mkdir_p(dir, 0700) < 0) {
-			fprintf(stderr, "tern: mkdir %s: %s\n", dir, strerror(errno));
-			free(dir);
-			return -1;
-		}
-	}
-	free(dir);
+	if (mkdir_parent(c->tls_cert) < 0 || mkdir_parent(c->tls_key) < 0)
+		return -1;
 	char *err = NULL;
 	if (tls_make_self_signed(c->tls_cert, c->tls_key, c->hostname, &err) < 0) {
 		fprintf(stderr, "tern: cannot create a self-signed certificate: %s\n",
