@@ -164,9 +164,26 @@ static void a_md_close(void *ctx, struct pop3_server *s)
 	ASSERT(a->md_closes <= a->md_opens);
 }
 
+static enum pop3_verdict a_prepare(void *ctx, struct pop3_server *s, const char *user)
+{
+	(void)s;
+	return v(ctx, strcmp(user, "u") == 0 ? POP3_OK : POP3_REJECTED);
+}
+
 static const struct pop3_server_ops ops = {
-	a_login, a_apop, a_scram, a_open, a_count, a_info, a_msg_open, a_read, a_msg_close,
-	a_commit, a_md_close, NULL,
+	.login = a_login,
+	.apop = a_apop,
+	.scram_creds = a_scram,
+	.scram_prepare = a_prepare,
+	.maildrop_open = a_open,
+	.msg_count = a_count,
+	.msg_info = a_info,
+	.msg_open = a_msg_open,
+	.msg_read = a_read,
+	.msg_close = a_msg_close,
+	.commit = a_commit,
+	.maildrop_close = a_md_close,
+	.log_refusal = NULL,
 };
 
 static void settle(struct app *a)

@@ -52,7 +52,8 @@ struct fake {
 	int cur;
 	size_t off;
 	/* observations */
-	unsigned md_opens, md_closes, msg_opens, msg_closes, commits, logins;
+	unsigned md_opens, md_closes, msg_opens, msg_closes, commits, logins, prepares;
+	char prep_user[64];
 	unsigned committed[MAXMSG];
 	size_t ncommitted;
 	char last_mech[32];
@@ -179,6 +180,17 @@ static bool f_scram(void *ctx, const char *user, struct scram_creds *c)
 	return true;
 }
 
+static enum pop3_verdict f_scram_prepare(void *ctx, struct pop3_server *s, const char *user)
+{
+	struct fake *f = ctx;
+	(void)s;
+	f->prepares++;
+	snprintf(f->prep_user, sizeof f->prep_user, "%s", user);
+	if (strcmp(user, "broken") == 0)
+		return verdict(f, POP3_REJECTED, "SYS/TEMP", "Account lookup failed");
+	return verdict(f, strcmp(user, "user") == 0 ? POP3_OK : POP3_REJECTED, NULL, NULL);
+}
+
 static enum pop3_verdict f_md_open(void *ctx, struct pop3_server *s, const char *user)
 {
 	struct fake *f = ctx;
@@ -283,6 +295,7 @@ static const struct pop3_server_ops fake_ops = {
 	.login = f_login,
 	.apop = f_apop,
 	.scram_creds = f_scram,
+	.scram_prepare = f_scram_prepare,
 	.maildrop_open = f_md_open,
 	.msg_count = f_count,
 	.msg_info = f_info,
@@ -1291,6 +1304,8 @@ static void scram_session(bool async, bool good_password)
 				       "\r\n+OK Logged in: maildrop has 2 messages (320 octets)\r\n"
 				       "+OK 2 320\r\n"));
 		assert_int_equal(f.logins, 0); /* SCRAM needs no password check */
+		assert_int_equal(f.prepares, 1);
+		assert_string_equal(f.prep_user, "user");
 		assert_string_equal(f.last_user, "user");
 	} else {
 		assert_string_equal((const char *)d.got.data + before,
@@ -1334,6 +1349,70 @@ static void test_auth_scram(void **state)
 	free(got);
 	free(in);
 	free(cf64);
+	fake_free(&f);
+}
+
+static void test_auth_scram_prepare(void **state)
+{
+	(void)state;
+	/* the username reaches scram_prepare decoded (RFC 5802 5.1: =2C, =3D) */
+	for (int mode = SPLIT_WHOLE; mode <= SPLIT_ASYNC; mode++) {
+		struct fake f;
+		fake_init(&f);
+		struct pop3_server_settings set = default_set();
+		char *a = b64("n,,n=a=2Cb=3Dc,r=abc", 20);
+		char *b = b64("n,,n=broken,r=abc", 17);
+		char *c = b64("n,a=x,n=,r=abc", 14);
+		char *in = xasprintf("AUTH SCRAM-SHA-256 %s\r\n*\r\nAUTH SCRAM-SHA-256 %s\r\n"
+				     "AUTH SCRAM-SHA-256\r\n%s\r\nQUIT\r\n",
+				     a, b, c);
+		char *got = run(&f, &set, in, (enum split)mode);
+		assert_int_equal(f.prepares, 2);
+		assert_string_equal(f.prep_user, "broken");
+		/* a REJECTED with a reply ends AUTH with it; a malformed
+		 * client-first never reaches scram_prepare */
+		assert_non_null(strstr(got, "-ERR Authentication cancelled\r\n"
+					    "-ERR [SYS/TEMP] Account lookup failed\r\n+ \r\n"
+					    "-ERR Invalid authentication exchange\r\n+OK "));
+		free(a);
+		free(b);
+		free(c);
+		free(in);
+		free(got);
+		fake_free(&f);
+	}
+	struct fake f;
+	fake_init(&f);
+	struct pop3_server_settings set = default_set();
+	char *a = b64("n,,n=a=2Cb=3Dc,r=abc", 20);
+	char *in = xasprintf("AUTH SCRAM-SHA-256 %s\r\n", a);
+	char *got = run(&f, &set, in, SPLIT_WHOLE);
+	assert_string_equal(f.prep_user, "a,b=c");
+	free(a);
+	free(in);
+	free(got);
+	fake_free(&f);
+}
+
+/* A flood of pipelined commands: output is produced in bounded steps. */
+static void test_output_bound(void **state)
+{
+	(void)state;
+	struct fake f;
+	fake_init(&f);
+	struct pop3_server_settings set = default_set();
+	set.out_hiwat = 100;
+	struct buf in = BUF_INIT(0);
+	for (int i = 0; i < 300; i++)
+		buf_xappend(&in, "CAPA\r\n", 6);
+	char *got = run(&f, &set, buf_cstr(&in), SPLIT_WHOLE);
+	assert_true(f.max_out < 100 + 200);
+	size_t count = 0;
+	for (const char *p = got; (p = strstr(p, "IMPLEMENTATION Tern\r\n.\r\n")); p++)
+		count++;
+	assert_int_equal(count, 300);
+	free(got);
+	buf_deinit(&in);
 	fake_free(&f);
 }
 
@@ -1487,6 +1566,8 @@ int main(void)
 		cmocka_unit_test(test_capa_stls),
 		cmocka_unit_test(test_auth_plain_login),
 		cmocka_unit_test(test_auth_scram),
+		cmocka_unit_test(test_auth_scram_prepare),
+		cmocka_unit_test(test_output_bound),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_pipelining),
 		cmocka_unit_test(test_parse_number),

@@ -207,7 +207,10 @@ static const struct sasl_callbacks pop3_sasl_cb = { cb_verify, cb_scram };
 void pop3_sasl_end(struct pop3_server *s)
 {
 	sasl_free(&s->sasl);
-	s->in_sasl = s->sasl_final = false;
+	s->in_sasl = s->sasl_final = s->sasl_had_input = false;
+	if (s->sasl_in.data)
+		memset(s->sasl_in.data, 0, s->sasl_in.len);
+	buf_deinit(&s->sasl_in);
 	free(s->sasl_mech);
 	s->sasl_mech = NULL;
 	free(s->sasl_user);
@@ -237,8 +240,66 @@ static void sasl_failed(struct pop3_server *s, bool credentials, const char *tex
 		pop3_auth_failed(s);
 }
 
+char *pop3_scram_username(const uint8_t *p, size_t n)
+{
+	/* gs2-header = gs2-cbind-flag "," [authzid] ","; then "n=" saslname */
+	if (n == 0)
+		return NULL;
+	const uint8_t *c1 = memchr(p, ',', n);
+	if (!c1)
+		return NULL;
+	const uint8_t *c2 = memchr(c1 + 1, ',', n - (size_t)(c1 + 1 - p));
+	if (!c2)
+		return NULL;
+	const uint8_t *u = c2 + 1, *end = p + n;
+	if (end - u < 3 || u[0] != 'n' || u[1] != '=')
+		return NULL;
+	u += 2;
+	const uint8_t *e = memchr(u, ',', (size_t)(end - u));
+	if (!e || e == u)
+		return NULL;
+	char *out = xmalloc((size_t)(e - u) + 1);
+	size_t o = 0;
+	for (const uint8_t *q = u; q < e; q++) {
+		if (*q == '\0')
+			goto bad;
+		if (*q != '=') {
+			out[o++] = (char)*q;
+			continue;
+		}
+		/* "=2C" is ',' and "=3D" is '=' */
+		if (e - q >= 3 && q[1] == '2' && q[2] == 'C')
+			out[o++] = ',';
+		else if (e - q >= 3 && q[1] == '3' && q[2] == 'D')
+			out[o++] = '=';
+		else
+			goto bad;
+		q += 2;
+	}
+	out[o] = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
 static void auth_step(struct pop3_server *s, const uint8_t *in, size_t n, bool has_input)
 {
+	if (has_input && !s->sasl_had_input) {
+		s->sasl_had_input = true;
+		char *user = NULL;
+		if (s->ops->scram_prepare && ascii_strcasecmp(s->sasl_mech, "SCRAM-SHA-256") == 0 &&
+		    (user = pop3_scram_username(in, n)) != NULL) {
+			/* look the credentials up first (maybe on a job thread);
+			 * sasl_step runs when that is done */
+			buf_clear(&s->sasl_in);
+			buf_xappend(&s->sasl_in, in, n);
+			enum pop3_verdict v = s->ops->scram_prepare(s->ctx, s, user);
+			free(user);
+			pop3_verdict(s, P3_PEND_SCRAM, v);
+			return;
+		}
+	}
 	const uint8_t *out = NULL;
 	size_t outlen = 0;
 	enum sasl_result r = sasl_step(s->sasl, in, n, has_input, &out, &outlen);
@@ -281,6 +342,17 @@ static void auth_step(struct pop3_server *s, const uint8_t *in, size_t n, bool h
 		sasl_failed(s, false, "Invalid authentication exchange");
 		return;
 	}
+}
+
+void pop3_sasl_continue(struct pop3_server *s)
+{
+	ASSERT(s->sasl != NULL);
+	struct buf in = s->sasl_in;
+	buf_init(&s->sasl_in, 0);
+	auth_step(s, in.data, in.len, true);
+	if (in.data)
+		memset(in.data, 0, in.len);
+	buf_deinit(&in);
 }
 
 void pop3_sasl_line(struct pop3_server *s, const char *l, size_t len)

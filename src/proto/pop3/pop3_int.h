@@ -38,6 +38,7 @@ enum pop3_pend {
 	P3_PEND_OPEN,   /* maildrop_open() */
 	P3_PEND_MSG,    /* msg_open() */
 	P3_PEND_COMMIT, /* commit() */
+	P3_PEND_SCRAM,  /* scram_prepare() */
 };
 
 enum pop3_stream { P3_STREAM_NONE, P3_STREAM_LIST, P3_STREAM_UIDL, P3_STREAM_BODY };
@@ -72,6 +73,8 @@ struct pop3_server {
 	char *sasl_mech;     /* "PLAIN", "LOGIN", "SCRAM-SHA-256" */
 	char *sasl_pass;     /* PLAIN/LOGIN password, checked after the exchange */
 	char *sasl_user;
+	bool sasl_had_input; /* the first client message has been seen */
+	struct buf sasl_in;  /* SCRAM client-first kept while scram_prepare is pending */
 
 	/* Maildrop. */
 	bool md_open;
@@ -121,5 +124,10 @@ void pop3_cmd_dispatch(struct pop3_server *s, const char *line, size_t len);
 void pop3_sasl_end(struct pop3_server *s);
 /* One SASL response line (RFC 5034 4) while in_sasl. */
 void pop3_sasl_line(struct pop3_server *s, const char *l, size_t len);
+/* scram_prepare() completed: step the SASL exchange with the kept client-first. */
+void pop3_sasl_continue(struct pop3_server *s);
+/* Exposed for tests: the username of a SCRAM client-first message (RFC 5802 7),
+ * malloc'd, or NULL if it has none. */
+char *pop3_scram_username(const uint8_t *p, size_t n);
 
 #endif

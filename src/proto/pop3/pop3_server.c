@@ -137,7 +137,11 @@ enum proto_want pop3_server_want(const struct pop3_server *s)
 		return PROTO_WANT_CLOSE;
 	if (s->state == P3_ST_TLS_WAIT)
 		return PROTO_WANT_STARTTLS;
-	if (s->pend != P3_PEND_NONE || s->stream != P3_STREAM_NONE)
+	/* Above the high-water mark (a flood of pipelined commands), take no
+	 * more input until the connection has written some: it flushes before
+	 * it feeds again, so this never stalls. */
+	if (s->pend != P3_PEND_NONE || s->stream != P3_STREAM_NONE ||
+	    s->out.len >= s->set.out_hiwat)
 		return PROTO_WANT_PENDING;
 	return PROTO_WANT_READ;
 }
@@ -377,6 +381,16 @@ static void complete(struct pop3_server *s, enum pop3_pend kind, bool ok)
 			emit_reject(s, "SYS/TEMP", "Some deleted messages not removed");
 		}
 		pop3_close(s);
+		break;
+	case P3_PEND_SCRAM:
+		if (!ok && s->reply_set) {
+			emit_reject(s, "SYS/TEMP", "Authentication failed");
+			pop3_sasl_end(s);
+		} else {
+			s->reply_set = false;
+			buf_clear(&s->reply);
+			pop3_sasl_continue(s);
+		}
 		break;
 	case P3_PEND_NONE:
 		UNREACHABLE();
@@ -633,7 +647,8 @@ size_t pop3_server_feed(struct pop3_server *s, const uint8_t *p, size_t n)
 			 * STLS is acted on; after the end nothing is. */
 			return n;
 		}
-		if (s->pend != P3_PEND_NONE || s->stream != P3_STREAM_NONE || used == n)
+		if (s->pend != P3_PEND_NONE || s->stream != P3_STREAM_NONE || used == n ||
+		    s->out.len >= s->set.out_hiwat)
 			return used;
 		used += feed_line(s, p + used, n - used);
 	}

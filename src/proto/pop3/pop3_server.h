@@ -75,6 +75,12 @@ struct pop3_server_ops {
 	 * sasl_callbacks.scram_creds contract (false: unknown user; the exchange
 	 * then fails at its end). NULL disables SCRAM-SHA-256. */
 	bool (*scram_creds)(void *ctx, const char *user, struct scram_creds *c);
+	/* Optional, called before scram_creds for the user named in the
+	 * client-first message, so the lookup can run on a job thread (PENDING)
+	 * and scram_creds answer from what it cached. OK, or REJECTED without a
+	 * reply (unknown user), continue the exchange; REJECTED with a reply
+	 * (e.g. [SYS/TEMP]) ends the AUTH command with it. */
+	enum pop3_verdict (*scram_prepare)(void *ctx, struct pop3_server *s, const char *user);
 
 	/* The user authenticated: open and lock the maildrop. REJECTED with a
 	 * reply such as [IN-USE] (RFC 2449 8.1.2) or [SYS/TEMP]; the session
