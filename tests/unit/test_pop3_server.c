@@ -48,6 +48,7 @@ struct fake {
 	const char *pend_code, *pend_text;
 	bool has_pend;
 	bool read_pending;
+	bool in_read;
 	/* current message */
 	int cur;
 	size_t off;
@@ -250,10 +251,13 @@ static void f_msg_read(void *ctx, struct pop3_server *s)
 	struct fake *f = ctx;
 	(void)s;
 	assert_false(f->read_pending);
-	if (f->body_async)
+	if (f->body_async) {
 		f->read_pending = true;
-	else
+	} else {
+		f->in_read = true;
 		supply(f);
+		f->in_read = false;
+	}
 }
 
 static void f_msg_close(void *ctx, struct pop3_server *s)
@@ -261,6 +265,7 @@ static void f_msg_close(void *ctx, struct pop3_server *s)
 	struct fake *f = ctx;
 	(void)s;
 	assert_true(f->cur >= 0);
+	assert_false(f->in_read); /* never re-entered from inside msg_read */
 	f->cur = -1;
 	f->read_pending = false;
 	f->msg_closes++;
@@ -671,6 +676,17 @@ static void test_user_pass(void **state)
 			"-ERR Command not valid in this state\r\n"
 			"-ERR Unknown command\r\n"
 			"+OK dbc.mtview.ca.us POP3 server signing off\r\n",
+			NULL);
+}
+
+static void test_user_names(void **state)
+{
+	(void)state;
+	check_all_modes(setup_seed, "USER \r\nUSER  \r\nUSER a\tb\r\nUSER mrose  \r\nPASS secret\r\n",
+			"+OK POP3 server ready <1896.697170952@dbc.mtview.ca.us>\r\n"
+			"-ERR Missing argument\r\n-ERR Invalid user name\r\n"
+			"-ERR Invalid user name\r\n+OK Send your password\r\n"
+			"+OK Logged in: maildrop has 2 messages (320 octets)\r\n",
 			NULL);
 }
 
@@ -1554,6 +1570,7 @@ int main(void)
 		cmocka_unit_test(test_apop_rfc1939),
 		cmocka_unit_test(test_apop_off),
 		cmocka_unit_test(test_user_pass),
+		cmocka_unit_test(test_user_names),
 		cmocka_unit_test(test_maildrop_open_fails),
 		cmocka_unit_test(test_transaction),
 		cmocka_unit_test(test_top),

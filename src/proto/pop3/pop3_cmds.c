@@ -104,12 +104,15 @@ static void cmd_user(struct pop3_server *s, const struct pop3_args *a)
 {
 	if (plaintext_refused(s, "USER"))
 		return;
-	if (has_ctl(a->p[0], a->len[0])) {
+	size_t n = a->len[0];
+	while (n > 0 && a->p[0][n - 1] == ' ')
+		n--; /* unlike a password, a user name has no meaningful trailing space */
+	if (n == 0 || has_ctl(a->p[0], n)) {
 		pop3_refuse(s, "USER", true, NULL, "Invalid user name");
 		return;
 	}
 	free(s->user);
-	s->user = xstrndup(a->p[0], a->len[0]);
+	s->user = xstrndup(a->p[0], n);
 	s->user_given = true;
 	/* RFC 1939 7 allows saying whether the mailbox exists; we never do */
 	pop3_ok(s, "Send your password");

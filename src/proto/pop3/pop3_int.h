@@ -91,6 +91,7 @@ struct pop3_server {
 	bool msg_is_open;
 	bool body_wait;     /* msg_read() asked, no body_data() yet */
 	bool body_done;     /* eof seen or TOP has its lines */
+	bool body_failed;   /* the app cannot read on: close at the next fill */
 	bool body_top;
 	bool body_in_header;
 	bool body_bol;      /* at the beginning of a line */

@@ -442,7 +442,7 @@ void pop3_stream_begin(struct pop3_server *s, enum pop3_stream kind)
 	s->stream = kind;
 	s->cursor = 0;
 	if (kind == P3_STREAM_BODY) {
-		s->body_wait = s->body_done = false;
+		s->body_wait = s->body_done = s->body_failed = false;
 		s->body_bol = true;
 		s->body_in_header = true;
 		s->produced = 0;
@@ -494,6 +494,13 @@ void pop3_fill(struct pop3_server *s)
 	while (s->stream != P3_STREAM_NONE && s->state != P3_ST_CLOSED) {
 		if (s->stream != P3_STREAM_BODY) {
 			fill_list(s);
+			break;
+		}
+		if (s->body_failed) {
+			if (s->ops->log_refusal)
+				s->ops->log_refusal(s->ctx, s, s->body_top ? "TOP" : "RETR",
+						    "message read failed mid-response");
+			pop3_close(s);
 			break;
 		}
 		if (s->body_done) {
@@ -567,9 +574,9 @@ void pop3_server_body_fail(struct pop3_server *s)
 {
 	if (s->stream != P3_STREAM_BODY || s->state == P3_ST_CLOSED)
 		return;
-	if (s->ops->log_refusal)
-		s->ops->log_refusal(s->ctx, s, "RETR", "message read failed mid-response");
-	pop3_close(s);
+	/* closed in pop3_fill(), so msg_close never runs inside the app's call */
+	s->body_failed = true;
+	s->body_wait = false;
 }
 
 /* ---- input ---------------------------------------------------------------- */
@@ -666,7 +673,8 @@ void pop3_server_tls_started(struct pop3_server *s)
 	free(s->user);
 	s->user = NULL;
 	s->user_given = false;
-	s->state = P3_ST_AUTH;
+	if (s->state == P3_ST_TLS_WAIT)
+		s->state = P3_ST_AUTH;
 	s->line_skip = false;
 	buf_clear(&s->line);
 	maybe_shutdown(s);

@@ -97,7 +97,9 @@ struct pop3_server_ops {
 	 * what it needs (TOP); then msg_close() exactly once. */
 	enum pop3_verdict (*msg_open)(void *ctx, struct pop3_server *s, unsigned idx);
 	/* Supply the next piece with pop3_server_body_data(), now or later (then
-	 * kick the connection). Never called while a previous request is open. */
+	 * kick the connection). Never called while a previous request is open.
+	 * msg_close() may arrive while a later answer is still owed (timeout,
+	 * shutdown): the app must then not call body_data() for it. */
 	void (*msg_read)(void *ctx, struct pop3_server *s);
 	void (*msg_close)(void *ctx, struct pop3_server *s);
 
@@ -158,7 +160,9 @@ void pop3_server_resume(struct pop3_server *s, enum pop3_verdict v);
  * marks the end (n may be 0). Bytes after TOP's last line are ignored. */
 void pop3_server_body_data(struct pop3_server *s, const void *p, size_t n, bool eof);
 /* The message cannot be read any further: the response cannot be completed,
- * so the session closes without the terminating "." (the client sees a cut). */
+ * so the session closes without the terminating "." (the client sees a cut).
+ * The close (msg_close, maildrop_close) happens once msg_read has returned,
+ * or at the next pop3_server_output() when called from elsewhere. */
 void pop3_server_body_fail(struct pop3_server *s);
 
 /* TLS is up (after STLS or implicit): forget USER (RFC 2595 4). */
