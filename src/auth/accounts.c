@@ -29,13 +29,14 @@
 #include <sqlite3.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "auth/accounts.h"
 #include "auth/passwd.h"
 #include "base/log.h"
 #include "base/util.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define ALIAS_MAX_DEPTH 10 /* alias levels followed by accounts_resolve() */
 #define SCRAM_SALT_LEN 16
 #define SCRAM_ITERATIONS 4096 /* RFC 7677 4: at least 4096 */
@@ -63,6 +64,16 @@ static const char schema_v1[] =
 	");\n"
 	"CREATE INDEX aliases_target ON aliases (target);\n"
 	"PRAGMA user_version = 1;\n";
+
+/* Version 2: APOP shared secrets (RFC 1939 7), kept apart from the password
+ * hash because they must be stored readable: only accounts given one with
+ * `tern user apop` can use APOP. */
+static const char schema_v2[] =
+	"CREATE TABLE apop_secrets (\n"
+	"	user_id INTEGER PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,\n"
+	"	secret TEXT NOT NULL\n"
+	");\n"
+	"PRAGMA user_version = 2;\n";
 
 struct accounts {
 	sqlite3 *db;
@@ -309,7 +320,8 @@ static int migrate(struct accounts *a, char **err_r)
 	}
 	if (version < 1 && exec(a, schema_v1, err_r) < 0)
 		return rollback(a);
-	/* later: if (version < 2) ... */
+	if (version < 2 && exec(a, schema_v2, err_r) < 0)
+		return rollback(a);
 	return commit(a, err_r);
 }
 
@@ -915,4 +927,70 @@ bool accounts_scram_creds(struct accounts *a, const char *address, struct scram_
 	}
 	sqlite3_finalize(st);
 	return ok;
+}
+
+int accounts_apop_set(struct accounts *a, const char *address, const char *secret, char **err_r)
+{
+	if (secret && (!*secret || strlen(secret) > PASSWORD_MAX)) {
+		set_err(err_r, "the APOP secret must be 1 to %d bytes", PASSWORD_MAX);
+		return -1;
+	}
+	if (begin(a, err_r) < 0)
+		return -1;
+	int n = user_lookup(a, address, NULL, err_r);
+	if (n == 0)
+		set_err(err_r, "no such user: %s", address);
+	if (n <= 0)
+		return rollback(a);
+	int r;
+	if (secret)
+		r = run(a,
+			"INSERT OR REPLACE INTO apop_secrets (user_id, secret)"
+			" SELECT id, ?2 FROM users WHERE address = ?1",
+			address, secret, err_r);
+	else
+		r = run(a,
+			"DELETE FROM apop_secrets WHERE user_id ="
+			" (SELECT id FROM users WHERE address = ?1)",
+			address, NULL, err_r);
+	if (r < 0)
+		return rollback(a);
+	return commit(a, err_r);
+}
+
+bool accounts_apop_verify(struct accounts *a, const char *address, const char *timestamp,
+			  const char *digest)
+{
+	sqlite3_stmt *st = prep(a,
+				"SELECT s.secret FROM apop_secrets s JOIN users u ON u.id = s.user_id"
+				" WHERE u.address = ?",
+				NULL);
+	if (!st)
+		return false;
+	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
+	char *secret = NULL;
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_TEXT)
+		secret = xstrdup((const char *)sqlite3_column_text(st, 0));
+	sqlite3_finalize(st);
+	if (!secret || strlen(digest) != 32) {
+		free(secret);
+		return false;
+	}
+	/* RFC 1939 7: digest = MD5(timestamp || secret), 32 lowercase hex digits */
+	char *in = xasprintf("%s%s", timestamp, secret);
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	bool ok = EVP_Digest(in, strlen(in), md, &mdlen, EVP_md5(), NULL) == 1 && mdlen == 16;
+	explicit_bzero(in, strlen(in));
+	explicit_bzero(secret, strlen(secret));
+	free(in);
+	free(secret);
+	if (!ok)
+		return false;
+	char hex[33], want[33];
+	hex_encode(md, 16, hex);
+	for (size_t i = 0; i < 32; i++)
+		want[i] = ascii_tolower(digest[i]);
+	want[32] = 0;
+	return CRYPTO_memcmp(hex, want, 32) == 0;
 }

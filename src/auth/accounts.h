@@ -80,4 +80,14 @@ struct scram_creds {
 };
 bool accounts_scram_creds(struct accounts *a, const char *address, struct scram_creds *c);
 
+/* APOP (RFC 1939 7) shared secret of a user: set (secret != NULL) or remove
+ * (NULL). Stored apart from the password hash and readable by design, which
+ * is why APOP is weaker than a password hash: see README. 0 or -1 + *err_r. */
+int accounts_apop_set(struct accounts *a, const char *address, const char *secret,
+		      char **err_r) ATTR_WARN_UNUSED;
+/* true if the user has an APOP secret and digest (32 hex digits, any case)
+ * equals MD5(timestamp || secret). Constant-time comparison. */
+bool accounts_apop_verify(struct accounts *a, const char *address, const char *timestamp,
+			  const char *digest);
+
 #endif

@@ -80,6 +80,14 @@ static const struct cfg_def cfg_defs[] = {
 	  "Concurrent client connections, all listeners together." },
 	{ "max_connections_per_ip", T_UINT, OFF(max_connections_per_ip), "50", 1, 1000000,
 	  "Concurrent connections from one client address." },
+	{ "allow_plaintext_auth", T_BOOL, OFF(allow_plaintext_auth), "no", 0, 0,
+	  "Accept passwords (POP3 USER/PASS, AUTH PLAIN/LOGIN, IMAP LOGIN) on unencrypted "
+	  "connections from non-loopback addresses. Loopback and TLS are always allowed." },
+	{ "pop3_apop", T_BOOL, OFF(pop3_apop), "no", 0, 0,
+	  "Offer APOP (RFC 1939 7): a timestamp in the POP3 greeting. Works only for accounts "
+	  "given a secret with `tern user apop`." },
+	{ "pop3_timeout", T_DURATION, OFF(pop3_timeout), "10m", 1, 86400,
+	  "Idle time after which a POP3 session is closed (RFC 1939 3: at least 10m)." },
 };
 #define NKEYS N_ELEMENTS(cfg_defs)
 

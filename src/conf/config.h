@@ -41,6 +41,9 @@ struct config {
 	uint64_t max_recipients;
 	uint64_t max_connections;
 	uint64_t max_connections_per_ip;
+	bool allow_plaintext_auth; /* passwords over unencrypted non-loopback connections */
+	bool pop3_apop;            /* offer APOP (timestamp in the POP3 greeting) */
+	uint64_t pop3_timeout;     /* seconds */
 
 	/* Line where each key was set (0 = default), in table order. */
 	unsigned *lines;

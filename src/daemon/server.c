@@ -24,7 +24,10 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "conf/config.h"
+#include "auth/throttle.h"
+#include "daemon/role_pop3.h"
 #include "daemon/role_smtp.h"
+#include "io/jobs.h"
 #include "daemon/session.h"
 #include "io/conn.h"
 #include "io/evloop.h"
@@ -175,6 +178,10 @@ static void on_accept(struct listener *l, int fd, const struct sockaddr_storage 
 	case LP_SMTP:
 		role_smtp_accept(srv, sl, fd, addr, port);
 		break;
+	case LP_POP3:
+	case LP_POP3S:
+		role_pop3_accept(srv, sl, fd, addr, port);
+		break;
 	default:
 		UNREACHABLE();
 	}
@@ -194,8 +201,8 @@ static const struct {
 	  "submission (issue 6)" },
 	{ "imap_listen", LP_IMAP, offsetof(struct config, imap_listen), "IMAP (issue 5)" },
 	{ "imaps_listen", LP_IMAPS, offsetof(struct config, imaps_listen), "IMAP (issue 5)" },
-	{ "pop3_listen", LP_POP3, offsetof(struct config, pop3_listen), "POP3 (issue 4)" },
-	{ "pop3s_listen", LP_POP3S, offsetof(struct config, pop3s_listen), "POP3 (issue 4)" },
+	{ "pop3_listen", LP_POP3, offsetof(struct config, pop3_listen), NULL },
+	{ "pop3s_listen", LP_POP3S, offsetof(struct config, pop3s_listen), NULL },
 };
 
 static const struct cfg_list *listen_list(const struct config *c, size_t i)
@@ -561,6 +568,8 @@ int server_main(const char *path)
 			fprintf(stderr, "tern: cannot watch signal %d\n", sigs[i]);
 			return 1;
 		}
+	srv->jobs = jobs_new(srv->ev, 2);
+	srv->throttle = throttle_new(4096);
 	srv->commit_async = ev_async_new(srv->ev, on_commit_ready, srv);
 	srv->committer = committer_new(commit_notify, srv->commit_async);
 	for (size_t i = 0; i < srv->nlisteners; i++) {
@@ -585,6 +594,8 @@ int server_main(const char *path)
 	committer_free(&srv->committer);
 	log_info("committer: %llu deliveries in %llu batches", (unsigned long long)deliveries,
 		 (unsigned long long)batches);
+	jobs_free(&srv->jobs);
+	throttle_free(&srv->throttle);
 	accounts_close(&srv->accounts);
 	tls_ctx_unref(&srv->tls);
 	ev_async_free(&srv->commit_async);

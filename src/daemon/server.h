@@ -17,6 +17,8 @@ struct tls_ctx;
 struct listener;
 struct conn;
 struct ev_async;
+struct jobs;
+struct throttle;
 
 enum listener_proto {
 	LP_SMTP,
@@ -33,6 +35,8 @@ struct server {
 	struct evloop *ev;
 	struct accounts *accounts; /* loop-thread handle */
 	struct committer *committer;
+	struct jobs *jobs;         /* password checks and other slow work */
+	struct throttle *throttle; /* failed logins per client address */
 	struct ev_async *commit_async;
 	struct tls_ctx *tls; /* current certificate; sessions take a reference */
 	struct server_listener *listeners;

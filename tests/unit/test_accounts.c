@@ -493,7 +493,7 @@ static void test_persistence_and_schema(void **state)
 	sqlite3_stmt *s = NULL;
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
-	assert_int_equal(sqlite3_column_int(s, 0), 1);
+	assert_int_equal(sqlite3_column_int(s, 0), 2);
 	sqlite3_finalize(s);
 	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &s, NULL), SQLITE_OK);
 	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
@@ -516,6 +516,42 @@ static void test_persistence_and_schema(void **state)
 	free(err);
 }
 
+/* RFC 1939 7: the example digest for timestamp <1896.697170952@dbc.mtview.ca.us>
+ * and secret "tanstaaf". */
+static void test_apop(void **state)
+{
+	struct fx *f = *state;
+	char *err = NULL;
+	const char *ts = "<1896.697170952@dbc.mtview.ca.us>";
+	const char *digest = "c4c9334bac560ecc979e58001b3e22fb";
+	assert_int_equal(accounts_user_add(f->a, "mrose@example.org", "pw", &err), 0);
+	assert_false(accounts_apop_verify(f->a, "mrose@example.org", ts, digest));
+	assert_int_equal(accounts_apop_set(f->a, "mrose@example.org", "tanstaaf", &err), 0);
+	assert_true(accounts_apop_verify(f->a, "mrose@example.org", ts, digest));
+	assert_true(accounts_apop_verify(f->a, "MROSE@example.org", ts,
+					 "C4C9334BAC560ECC979E58001B3E22FB"));
+	assert_false(accounts_apop_verify(f->a, "mrose@example.org", ts,
+					  "c4c9334bac560ecc979e58001b3e22fc"));
+	assert_false(accounts_apop_verify(f->a, "mrose@example.org", "<other@x>", digest));
+	assert_false(accounts_apop_verify(f->a, "mrose@example.org", ts, "c4c9"));
+	assert_false(accounts_apop_verify(f->a, "nobody@example.org", ts, digest));
+	/* the password is not the APOP secret, and vice versa */
+	assert_false(accounts_verify_password(f->a, "mrose@example.org", "tanstaaf"));
+	assert_int_equal(accounts_apop_set(f->a, "nobody@example.org", "x", &err), -1);
+	free(err);
+	err = NULL;
+	assert_int_equal(accounts_apop_set(f->a, "mrose@example.org", "", &err), -1);
+	free(err);
+	err = NULL;
+	/* removing the secret, and deleting the user, drop APOP */
+	assert_int_equal(accounts_apop_set(f->a, "mrose@example.org", NULL, &err), 0);
+	assert_false(accounts_apop_verify(f->a, "mrose@example.org", ts, digest));
+	assert_int_equal(accounts_apop_set(f->a, "mrose@example.org", "tanstaaf", &err), 0);
+	assert_int_equal(accounts_user_del(f->a, "mrose@example.org", &err), 0);
+	assert_int_equal(accounts_user_add(f->a, "mrose@example.org", "pw", &err), 0);
+	assert_false(accounts_apop_verify(f->a, "mrose@example.org", ts, digest));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -526,6 +562,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_alias_chains_and_loops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence_and_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_apop, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
