@@ -123,7 +123,7 @@ int mime_binary_decode(const struct mime_part *part, const uint8_t *body, size_t
 void mime_search_fold(const uint8_t *s, size_t n, struct buf *out);
 /* Appends the decoded (RFC 2047), UTF-8, folded form of a header value. */
 int mime_search_header(const uint8_t *v, size_t n, struct buf *out) ATTR_WARN_UNUSED;
-/* Appends the decoded, UTF-8, folded text of every text/* leaf part of the
+/* Appends the decoded, UTF-8, folded text of every text leaf part of the
  * message (msg = the whole message bytes as parsed), separated by newlines.
  * Other parts are skipped. Output is capped by out->max. */
 int mime_search_body(const struct mime_message *m, const uint8_t *msg, size_t n,
