@@ -83,6 +83,7 @@ struct mime_section_bytes {
 	struct mime_range range;
 	uint32_t part; /* index of the part addressed */
 	bool filter;
+	bool missing;  /* no such part: range is empty */
 };
 int mime_section_resolve(const struct mime_message *m, const struct mime_section *sec,
 			 struct mime_section_bytes *r) ATTR_WARN_UNUSED;
@@ -100,6 +101,8 @@ struct mime_wire {
 	uint64_t pos;   /* wire offset of the next byte */
 	uint64_t begin, end;
 	bool prev_cr;
+	bool nul_0x80;  /* NUL is sent as 0x80 in non-binary literals, as Dovecot
+			 * does; set by init, clear it for BINARY/literal8 */
 };
 void mime_wire_init(struct mime_wire *w, uint64_t start_woff, uint64_t o, uint64_t n);
 /* Appends the converted window part of p[0..n) to out. Returns 1 if more
@@ -111,10 +114,15 @@ int mime_wire_feed(struct mime_wire *w, const void *p, size_t n, struct buf *out
 /* Appends the part's body (the physical bytes of part->body) with its
  * Content-Transfer-Encoding removed. Text in 7bit/8bit/binary is passed
  * through unchanged (in wire form: bare LF -> CRLF). Returns 0, -1 on out's
- * cap, or -2 for an encoding we cannot decode (UNKNOWN-CTE). The size for
- * BINARY.SIZE is out's growth. */
+ * cap, -2 for an encoding we cannot decode (UNKNOWN-CTE), or -3 when the
+ * base64/QP is damaged (Dovecot answers NO rather than guess). The size for
+ * BINARY.SIZE is out's growth. The answer should be a literal8 (~{n}) when
+ * mime_binary_is_literal8() says so. */
 int mime_binary_decode(const struct mime_part *part, const uint8_t *body, size_t n,
 		       struct buf *out) ATTR_WARN_UNUSED;
+/* True if Dovecot sends the decoded data as literal8: the part was base64 or
+ * QP encoded, or the data contains NUL. */
+bool mime_binary_is_literal8(const struct mime_part *part, const uint8_t *data, size_t n);
 
 /* ---- SEARCH ------------------------------------------------------------- */
 

@@ -232,6 +232,7 @@ struct mime_addr {
 	const char *mailbox; /* local part; NULL only for group markers */
 	const char *host;   /* domain; NULL if the address had none */
 	bool is_group_start, is_group_end;
+	bool syntax_error; /* e.g. "<a@b" without '>': Dovecot reports host SYNTAX_ERROR */
 };
 struct mime_addr_list {
 	struct mime_addr *v;
