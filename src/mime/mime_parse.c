@@ -20,6 +20,7 @@
 
 #define PFX_MAX 256      /* line prefix kept for boundary checks */
 #define BOUNDARY_MAX 200 /* RFC 2046 says 70; real mail goes further */
+#define MIME_POOL_MAX (32u << 20) /* strings kept per message */
 
 struct mime_parser {
 	struct mime_limits lim;
@@ -47,6 +48,9 @@ struct mime_parser {
 	struct buf bpool;
 	unsigned n_active;
 	uint32_t aux_cap;
+	uint32_t *last_child;
+	struct buf env_acc[10]; /* envelope fields of the header being finished */
+	bool env_seen[10];
 };
 
 void mime_limits_default(struct mime_limits *l)
@@ -63,8 +67,14 @@ struct mime_str mime_pool_add(struct mime_builder *b, const void *p, size_t n)
 {
 	struct mime_message *m = b->m;
 	struct mime_str s = { MIME_NIL, 0 };
-	if (n > UINT32_MAX / 4 || (uint64_t)m->pool_len + n + 1 > UINT32_MAX / 2)
-		return s; /* cannot happen within the header limits */
+	if ((uint64_t)m->pool_len + n + 1 > MIME_POOL_MAX) {
+		/* pathological input (many parts with huge fields): keep the
+		 * tree, store the excess strings as "" */
+		m->flags |= MIME_MSG_HDR_LIMIT;
+		n = 0;
+		if ((uint64_t)m->pool_len + 1 > MIME_POOL_MAX + 4096)
+			return s;
+	}
 	if (m->pool_len + n + 1 > b->pool_cap) {
 		size_t nc = b->pool_cap ? b->pool_cap : 256;
 		while (nc < m->pool_len + n + 1)
@@ -105,6 +115,7 @@ static void aux_grow(struct mime_parser *p, uint32_t need)
 	p->bnd_active = xrealloc(p->bnd_active, nc * sizeof *p->bnd_active);
 	p->start_lf = xrealloc(p->start_lf, nc * sizeof *p->start_lf);
 	p->hstart_lf = xrealloc(p->hstart_lf, nc * sizeof *p->hstart_lf);
+	p->last_child = xrealloc(p->last_child, nc * sizeof *p->last_child);
 	p->aux_cap = nc;
 }
 
@@ -137,18 +148,11 @@ static uint32_t part_new(struct mime_parser *p, uint32_t parent, uint64_t off, u
 	if (parent != MIME_NIL) {
 		struct mime_part *par = &m->parts[parent];
 		pt->depth = (uint16_t)(par->depth + 1);
-		if (par->first_child == MIME_NIL) {
+		if (par->first_child == MIME_NIL)
 			par->first_child = idx;
-		} else {
-			uint32_t c = par->first_child;
-			/* siblings are appended in order; find the last one. The
-			 * parent's last child is the most recent part with that
-			 * parent, which is at most a few steps back in practice,
-			 * but walk the sibling list to stay correct. */
-			while (m->parts[c].next != MIME_NIL)
-				c = m->parts[c].next;
-			m->parts[c].next = idx;
-		}
+		else
+			m->parts[p->last_child[parent]].next = idx;
+		p->last_child[parent] = idx;
 		par->n_children++;
 	}
 	p->cur = idx;
@@ -238,24 +242,25 @@ bool mime_eq_ci(const uint8_t *p, size_t n, const char *s)
 /* Stores the unfolded value; for envelope strings Dovecot keeps the last
  * occurrence, for address fields it concatenates (we join with NUL, which
  * the address parser treats as a list separator). */
-static void env_set(struct mime_parser *p, struct mime_str *dst, const uint8_t *v, size_t n,
-		    bool append)
+/* Envelope fields are collected while the header is scanned and stored
+ * once at the end: strings keep the last occurrence (Dovecot), address
+ * fields concatenate all occurrences, joined with NUL which the address
+ * parser treats as a list separator. Values are kept raw except for CR, so
+ * the ENVELOPE writer can tell a folded value (Dovecot sends it as a
+ * literal). Building once keeps this linear in the header size. */
+static void env_collect(struct buf *acc, bool *seen, const uint8_t *v, size_t n, bool append)
 {
-	/* kept raw (only CR dropped): the ENVELOPE writer needs to know
-	 * whether the value was folded, Dovecot sends those as literals */
-	struct buf t = BUF_INIT(0);
-	if (append && !mime_str_nil(*dst)) {
-		buf_xappend(&t, p->b.m->pool + dst->off, dst->len);
-		buf_xappend(&t, "\0", 1);
-	}
+	if (!append)
+		buf_clear(acc);
+	else if (*seen)
+		buf_xappend(acc, "\0", 1);
+	*seen = true;
 	for (size_t i = 0; i < n;) {
 		const uint8_t *cr = memchr(v + i, '\r', n - i);
 		size_t e = cr ? (size_t)(cr - v) : n;
-		buf_xappend(&t, v + i, e - i);
+		buf_xappend(acc, v + i, e - i);
 		i = e + (cr ? 1 : 0);
 	}
-	*dst = mime_pool_add(&p->b, t.data ? t.data : (const uint8_t *)"", t.len);
-	buf_deinit(&t);
 }
 
 static struct mime_str raw_value(struct mime_parser *p, const uint8_t *v, size_t n)
@@ -412,13 +417,13 @@ static void header_done(struct mime_parser *p)
 				while (i < vl && !mime_is_tspecial(v[i]))
 					i++;
 				pt->encoding = mime_pool_add(&p->b, v + st, i - st);
-			} else if (mime_eq_ci(s, sl, "id")) {
+			} else if (mime_eq_ci(s, sl, "id") && mime_str_nil(pt->id)) {
 				pt->id = raw_value(p, v, vl);
-			} else if (mime_eq_ci(s, sl, "description")) {
+			} else if (mime_eq_ci(s, sl, "description") && mime_str_nil(pt->description)) {
 				pt->description = raw_value(p, v, vl);
-			} else if (mime_eq_ci(s, sl, "md5")) {
+			} else if (mime_eq_ci(s, sl, "md5") && mime_str_nil(pt->md5)) {
 				pt->md5 = raw_value(p, v, vl);
-			} else if (mime_eq_ci(s, sl, "location")) {
+			} else if (mime_eq_ci(s, sl, "location") && mime_str_nil(pt->location)) {
 				pt->location = raw_value(p, v, vl);
 			} else if (mime_eq_ci(s, sl, "disposition") && !have_disp) {
 				have_disp = true;
@@ -431,26 +436,27 @@ static void header_done(struct mime_parser *p)
 		}
 		if (!env)
 			continue;
-		if (mime_eq_ci(name, nl, "date"))
-			env_set(p, &env->date, v, vl, false);
-		else if (mime_eq_ci(name, nl, "subject"))
-			env_set(p, &env->subject, v, vl, false);
-		else if (mime_eq_ci(name, nl, "from"))
-			env_set(p, &env->from, v, vl, true);
-		else if (mime_eq_ci(name, nl, "sender"))
-			env_set(p, &env->sender, v, vl, true);
-		else if (mime_eq_ci(name, nl, "reply-to"))
-			env_set(p, &env->reply_to, v, vl, true);
-		else if (mime_eq_ci(name, nl, "to"))
-			env_set(p, &env->to, v, vl, true);
-		else if (mime_eq_ci(name, nl, "cc"))
-			env_set(p, &env->cc, v, vl, true);
-		else if (mime_eq_ci(name, nl, "bcc"))
-			env_set(p, &env->bcc, v, vl, true);
-		else if (mime_eq_ci(name, nl, "in-reply-to"))
-			env_set(p, &env->in_reply_to, v, vl, false);
-		else if (mime_eq_ci(name, nl, "message-id"))
-			env_set(p, &env->message_id, v, vl, false);
+		static const char *const env_names[10] = { "date", "subject",	  "from", "sender",
+							   "reply-to", "to", "cc",     "bcc",
+							   "in-reply-to", "message-id" };
+		for (int k = 0; k < 10; k++)
+			if (mime_eq_ci(name, nl, env_names[k])) {
+				bool addr = k >= 2 && k <= 7;
+				env_collect(&p->env_acc[k], &p->env_seen[k], v, vl, addr);
+				break;
+			}
+	}
+	if (env) {
+		for (int k = 0; k < 10; k++) {
+			struct buf *acc = &p->env_acc[k];
+			if (p->env_seen[k]) {
+				p->env_seen[k] = false;
+				struct mime_str st = mime_pool_add(
+					&p->b, acc->data ? acc->data : (const uint8_t *)"", acc->len);
+				(&m->envelopes[m->parts[idx].envelope].date)[k] = st;
+			}
+			buf_deinit(acc);
+		}
 	}
 	pt = &m->parts[idx];
 	if (!(pt->flags & MIME_PART_HAS_CT)) {
@@ -742,6 +748,9 @@ struct mime_message *mime_parser_finish(struct mime_parser **pp)
 	free(p->bnd_active);
 	free(p->start_lf);
 	free(p->hstart_lf);
+	free(p->last_child);
+	for (int k = 0; k < 10; k++)
+		buf_deinit(&p->env_acc[k]);
 	free(p);
 	return m;
 }
