@@ -540,6 +540,8 @@ static int wire_emit(struct mime_wire *w, const void *p, size_t n, struct buf *o
 		return 0;
 	uint64_t a = s < w->begin ? w->begin - s : 0;
 	uint64_t b = e > w->end ? n - (e - w->end) : n;
+	if (b <= a)
+		return 0;
 	size_t start = out->len;
 	if (buf_append(out, (const uint8_t *)p + a, (size_t)(b - a)) < 0)
 		return -1;
