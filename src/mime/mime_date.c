@@ -114,6 +114,8 @@ int mime_date_parse(const uint8_t *v, size_t n, struct mime_date *out)
 		year += 1900;
 	else if (digits == 1)
 		return -1;
+	if (year < 1900)
+		return -1; /* RFC 5322 3.3: "1900 or later" */
 	dskip(&d);
 	int hh = number(&d, 2, &digits);
 	if (hh < 0)

@@ -135,6 +135,7 @@ static const struct {
 	{ "1 Jan 2020 10:00:00 XYZ", 0, 0, 0 },
 	{ "", 0, 0, 0 },
 	{ "Mon,", 0, 0, 0 },
+	{ "Fri, 21 Nov 0998 09:55:06 Z", 0, 0, 0 }, /* before 1900 */
 };
 
 static void test_date_table(void **state)
