@@ -26,13 +26,13 @@ bool mime_is_tspecial(uint8_t c);
 size_t mime_skip_cfws(const uint8_t *p, size_t n, size_t i, struct buf *comment);
 bool mime_eq_ci(const uint8_t *p, size_t n, const char *s);
 
-/* Parses "type/subtype; params" (RFC 2045 5.1, RFC 2231) into the part. */
 struct mime_builder {
 	struct mime_message *m;
 	uint32_t parts_cap, params_cap, env_cap, pool_cap;
 	unsigned max_params;
 };
 struct mime_str mime_pool_add(struct mime_builder *b, const void *p, size_t n);
+/* Index of the new parameter, or MIME_NIL past the per-message cap. */
 uint32_t mime_param_add(struct mime_builder *b, struct mime_str name, struct mime_str value);
 /* Parameters of a Content-Type/Disposition value starting at index i of v.
  * Returns 0, or -1 on a syntax error (Dovecot then drops all parameters). */

@@ -176,11 +176,11 @@ int mime_params_parse(struct mime_builder *b, const uint8_t *v, size_t n, size_t
 		for (size_t k = 0; k < nrp; k++) {
 			if (rp[k].seg >= 0)
 				continue;
-			mime_param_add(b, mime_pool_add(b, rp[k].name, rp[k].name_len),
-				       mime_pool_add(b, rp[k].value.data ? rp[k].value.data
-									  : (const uint8_t *)"",
-						     rp[k].value.len));
-			(*count_r)++;
+			if (mime_param_add(b, mime_pool_add(b, rp[k].name, rp[k].name_len),
+					   mime_pool_add(b, rp[k].value.data ? rp[k].value.data
+									      : (const uint8_t *)"",
+							 rp[k].value.len)) != MIME_NIL)
+				(*count_r)++;
 		}
 		/* then continuations, joined in segment order from 0 */
 		for (size_t k = 0; k < nrp; k++) {
@@ -216,10 +216,11 @@ int mime_params_parse(struct mime_builder *b, const uint8_t *v, size_t n, size_t
 			if (ext0)
 				buf_xappend(&nm, "*", 1);
 			if (found) {
-				mime_param_add(b, mime_pool_add(b, nm.data, nm.len),
-					       mime_pool_add(b, val.data ? val.data : (const uint8_t *)"",
-							     val.len));
-				(*count_r)++;
+				if (mime_param_add(b, mime_pool_add(b, nm.data, nm.len),
+						   mime_pool_add(b, val.data ? val.data
+									 : (const uint8_t *)"",
+								 val.len)) != MIME_NIL)
+					(*count_r)++;
 			}
 			buf_deinit(&nm);
 			buf_deinit(&val);

@@ -21,6 +21,7 @@
 #define PFX_MAX 256      /* line prefix kept for boundary checks */
 #define BOUNDARY_MAX 200 /* RFC 2046 says 70; real mail goes further */
 #define MIME_POOL_MAX (32u << 20) /* strings kept per message */
+#define MIME_PARAMS_MAX 100000    /* parameters kept per message */
 
 struct mime_parser {
 	struct mime_limits lim;
@@ -94,6 +95,10 @@ struct mime_str mime_pool_add(struct mime_builder *b, const void *p, size_t n)
 uint32_t mime_param_add(struct mime_builder *b, struct mime_str name, struct mime_str value)
 {
 	struct mime_message *m = b->m;
+	if (m->n_params >= MIME_PARAMS_MAX) {
+		m->flags |= MIME_MSG_HDR_LIMIT;
+		return MIME_NIL;
+	}
 	if (m->n_params == b->params_cap) {
 		b->params_cap = b->params_cap ? b->params_cap * 2 : 16;
 		m->params = xrealloc(m->params, b->params_cap * sizeof *m->params);
@@ -339,8 +344,9 @@ static void parse_language(struct mime_parser *p, struct mime_part *pt, const ui
 				 ((v[i] | 0x20) >= 'a' && (v[i] | 0x20) <= 'z')))
 			i++;
 		if (i > s) {
-			mime_param_add(&p->b, nil_str, mime_pool_add(&p->b, v + s, i - s));
-			count++;
+			if (mime_param_add(&p->b, nil_str, mime_pool_add(&p->b, v + s, i - s)) !=
+			    MIME_NIL)
+				count++;
 		}
 		i = mime_skip_cfws(v, n, i, NULL);
 		if (i < n && v[i] != ',') {
