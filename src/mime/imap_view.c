@@ -240,6 +240,11 @@ static void ext_common(struct buf *out, const struct mime_message *m, const stru
 	nstr(out, m, pt->location);
 }
 
+static bool str_is(const struct mime_message *m, struct mime_str s, const char *lit)
+{
+	return !mime_str_nil(s) && mime_eq_ci(m->pool + s.off, s.len, lit);
+}
+
 static void bodystructure(const struct mime_message *m, uint32_t idx, bool ext, struct buf *out,
 			  unsigned depth)
 {
@@ -285,6 +290,13 @@ static void bodystructure(const struct mime_message *m, uint32_t idx, bool ext, 
 		buf_xappend(out, " ", 1);
 		bodystructure(m, pt->first_child, ext, out, depth + 1);
 		buf_xprintf(out, " %llu", (unsigned long long)pt->body_lines);
+	} else if (str_is(m, pt->type, "message") &&
+		   (str_is(m, pt->subtype, "rfc822") || str_is(m, pt->subtype, "global"))) {
+		/* not parsed (depth or part limit): the grammar (RFC 3501 9,
+		 * body-type-msg) still wants an envelope, a body and lines */
+		buf_xprintf(out, " (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) (\"text\" \"plain\" "
+				 "(\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0%s) %llu",
+			    ext ? " NIL NIL NIL NIL" : "", (unsigned long long)pt->body_lines);
 	}
 	if (ext) {
 		buf_xappend(out, " ", 1);

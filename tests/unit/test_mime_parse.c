@@ -154,6 +154,14 @@ static void test_limit_nesting(void **state)
 		buf_xappend(&in, "Content-Type: message/rfc822\n\n", 30);
 	m = mime_parse(in.data, in.len, NULL);
 	assert_true(m->n_parts <= 100);
+	/* the innermost message/rfc822 is not parsed, but BODYSTRUCTURE
+	 * still has the body-type-msg shape */
+	struct buf b2 = BUF_INIT(0);
+	assert_int_equal(mime_imap_bodystructure(m, 0, false, &b2), 0);
+	assert_non_null(strstr(buf_cstr(&b2), "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) "
+						 "(\"text\" \"plain\" (\"charset\" \"us-ascii\") "
+						 "NIL NIL \"7bit\" 0 0) "));
+	buf_deinit(&b2);
 	mime_message_free(&m);
 	buf_deinit(&in);
 }
