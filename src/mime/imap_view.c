@@ -22,16 +22,14 @@ static void literal(struct buf *out, const void *p, size_t n)
 
 /* Dovecot's imap_append_string: quoted with escapes unless 8-bit, CR, LF
  * or NUL (or more than 4 escapes) make it a literal. */
-static void astring(struct buf *out, const void *pv, size_t n, bool envelope)
+static void astring(struct buf *out, const void *pv, size_t n)
 {
 	const uint8_t *p = pv;
 	unsigned esc = 0;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t c = p[i];
 		if (c == '"' || c == '\\') {
-			/* Dovecot sends envelope strings with quotes or
-			 * backslashes as literals */
-			if (envelope || esc++ >= 4) {
+			if (esc++ >= 4) {
 				literal(out, p, n);
 				return;
 			}
@@ -54,7 +52,7 @@ void mime_imap_string(struct buf *out, const void *p, size_t n)
 	if (!p)
 		buf_xappend(out, "NIL", 3);
 	else
-		astring(out, p, n, false);
+		astring(out, p, n);
 }
 
 static void nstr(struct buf *out, const struct mime_message *m, struct mime_str s)
@@ -64,20 +62,71 @@ static void nstr(struct buf *out, const struct mime_message *m, struct mime_str 
 	mime_imap_string(out, p, n);
 }
 
-static void cstr(struct buf *out, const char *s, bool envelope)
+static void for_humans(struct buf *out, const uint8_t *p, size_t n);
+
+static void cstr(struct buf *out, const char *s, bool humans)
 {
 	if (!s)
 		buf_xappend(out, "NIL", 3);
+	else if (humans)
+		for_humans(out, (const uint8_t *)s, strlen(s));
 	else
-		astring(out, s, strlen(s), envelope);
+		astring(out, s, strlen(s));
 }
 
 /* ---- ENVELOPE ----------------------------------------------------------- */
 
-/* An unstructured envelope string: leading WSP was dropped by the header
- * scanner; a folded value is sent unfolded (each fold and the WSP after it
- * become one space) and, like Dovecot, as a literal. */
-static void env_string(struct buf *out, const struct mime_message *m, struct mime_str s)
+/* Dovecot's imap_append_string_for_humans(), used for the Subject and
+ * display names: runs of whitespace (CR, LF, TAB, SP) become one space,
+ * leading and trailing whitespace go, NUL becomes 0x80; unchanged strings
+ * without '"', '\\' or 8-bit are quoted, anything else is a literal. */
+static void for_humans(struct buf *out, const uint8_t *p, size_t n)
+{
+	bool modify = false, lwsp = true;
+	for (size_t i = 0; i < n && !modify; i++) {
+		uint8_t c = p[i];
+		if (c == '\r' || c == '\n' || c == '\t' || c == 0 || c == '"' || c == '\\' || c >= 0x80)
+			modify = true;
+		else if (c == ' ' && lwsp)
+			modify = true;
+		lwsp = c == ' ';
+	}
+	if (n && p[n - 1] == ' ')
+		modify = true;
+	if (!modify) {
+		buf_xappend(out, "\"", 1);
+		buf_xappend(out, p, n);
+		buf_xappend(out, "\"", 1);
+		return;
+	}
+	struct buf t = BUF_INIT(0);
+	lwsp = true;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t c = p[i];
+		if (c == '\r' || c == '\n' || c == '\t' || c == ' ') {
+			if (!lwsp)
+				buf_xappend(&t, " ", 1);
+			lwsp = true;
+			continue;
+		}
+		lwsp = false;
+		if (c == 0)
+			c = 0x80;
+		buf_xappend(&t, &c, 1);
+	}
+	if (t.len && t.data[t.len - 1] == ' ')
+		t.len--;
+	if (t.len == 0)
+		buf_xappend(out, "\"\"", 2);
+	else
+		literal(out, t.data, t.len);
+	buf_deinit(&t);
+}
+
+/* Date, In-Reply-To, Message-ID: CR and LF are deleted (Dovecot's
+ * imap_append_nstring_nolf), the rest is an ordinary string. */
+static void env_string(struct buf *out, const struct mime_message *m, struct mime_str s,
+		       bool humans)
 {
 	size_t n;
 	const uint8_t *p = (const uint8_t *)mime_str_ptr(m, s, &n);
@@ -85,26 +134,19 @@ static void env_string(struct buf *out, const struct mime_message *m, struct mim
 		buf_xappend(out, "NIL", 3);
 		return;
 	}
-	if (!memchr(p, '\n', n)) {
-		astring(out, p, n, true);
+	if (humans) {
+		for_humans(out, p, n);
+		return;
+	}
+	if (!memchr(p, '\n', n) && !memchr(p, '\r', n)) {
+		astring(out, p, n);
 		return;
 	}
 	struct buf t = BUF_INIT(0);
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] == '\r' && i + 1 < n && p[i + 1] == '\n')
-			continue;
-		if (p[i] == '\n') {
-			while (i + 1 < n && mime_is_wsp(p[i + 1]))
-				i++;
-			buf_xappend(&t, " ", 1);
-			continue;
-		}
-		buf_xappend(&t, p + i, 1);
-	}
-	size_t lead = 0;
-	while (lead < t.len && mime_is_wsp(t.data[lead]))
-		lead++; /* "Subject:\n text": the value starts after the fold */
-	literal(out, t.data ? t.data + lead : (const uint8_t *)"", t.len - lead);
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != '\r' && p[i] != '\n')
+			buf_xappend(&t, p + i, 1);
+	astring(out, t.data ? t.data : (const uint8_t *)"", t.len);
 	buf_deinit(&t);
 }
 
@@ -166,9 +208,9 @@ int mime_imap_envelope(const struct mime_message *m, uint32_t msg, struct buf *o
 	const struct mime_envelope *e = &m->envelopes[m->parts[msg].envelope];
 	struct mime_str nil = { MIME_NIL, 0 };
 	buf_xappend(out, "(", 1);
-	env_string(out, m, e->date);
+	env_string(out, m, e->date, false);
 	buf_xappend(out, " ", 1);
-	env_string(out, m, e->subject);
+	env_string(out, m, e->subject, true);
 	buf_xappend(out, " ", 1);
 	env_addr_field(out, m, e->from, nil);
 	buf_xappend(out, " ", 1);
@@ -182,9 +224,9 @@ int mime_imap_envelope(const struct mime_message *m, uint32_t msg, struct buf *o
 	buf_xappend(out, " ", 1);
 	env_addr_field(out, m, e->bcc, nil);
 	buf_xappend(out, " ", 1);
-	env_string(out, m, e->in_reply_to);
+	env_string(out, m, e->in_reply_to, false);
 	buf_xappend(out, " ", 1);
-	env_string(out, m, e->message_id);
+	env_string(out, m, e->message_id, false);
 	buf_xappend(out, ")", 1);
 	return out->max && out->len > out->max ? -1 : 0;
 }
@@ -520,8 +562,11 @@ int mime_section_filter(const struct mime_section *sec, const uint8_t *h, size_t
 				continue;
 		}
 		matched = true;
+		size_t fl = fe - ls;
+		if (fe == n && h[n - 1] == '\r' && !want_not)
+			fl--; /* a CR cut off from its LF at the end (Dovecot) */
 		mime_wire_init(&w, 0, 0, UINT64_MAX);
-		if (mime_wire_feed(&w, h + ls, fe - ls, out) < 0)
+		if (mime_wire_feed(&w, h + ls, fl, out) < 0)
 			return -1;
 	}
 	/* Dovecot: FIELDS always ends with CRLF; FIELDS.NOT passes the

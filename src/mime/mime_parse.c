@@ -38,6 +38,8 @@ struct mime_parser {
 	size_t pfx_len;
 	uint8_t prev_term; /* terminator length of the previous line (0, 1 or 2) */
 	bool pfx_on;       /* the current line starts with '-': keep its prefix */
+	bool prev_end_delim; /* the previous line was an end delimiter "--b--" */
+	bool end_delim;      /* set by line_done for the current line */
 	bool last_cr;      /* the last byte fed was CR */
 
 	/* per part: boundary (into bpool), and whether it is still active */
@@ -250,9 +252,9 @@ bool mime_eq_ci(const uint8_t *p, size_t n, const char *s)
 /* Envelope fields are collected while the header is scanned and stored
  * once at the end: strings keep the last occurrence (Dovecot), address
  * fields concatenate all occurrences, joined with NUL which the address
- * parser treats as a list separator. Values are kept raw except for CR, so
- * the ENVELOPE writer can tell a folded value (Dovecot sends it as a
- * literal). Building once keeps this linear in the header size. */
+ * parser treats as a list separator. Values are kept raw (folding and CRs
+ * included): the ENVELOPE writer cleans them the way Dovecot does. Building
+ * once keeps this linear in the header size. */
 static void env_collect(struct buf *acc, bool *seen, const uint8_t *v, size_t n, bool append)
 {
 	if (!append)
@@ -260,12 +262,7 @@ static void env_collect(struct buf *acc, bool *seen, const uint8_t *v, size_t n,
 	else if (*seen)
 		buf_xappend(acc, "\0", 1);
 	*seen = true;
-	for (size_t i = 0; i < n;) {
-		const uint8_t *cr = memchr(v + i, '\r', n - i);
-		size_t e = cr ? (size_t)(cr - v) : n;
-		buf_xappend(acc, v + i, e - i);
-		i = e + (cr ? 1 : 0);
-	}
+	buf_xappend(acc, v, n);
 }
 
 static struct mime_str raw_value(struct mime_parser *p, const uint8_t *v, size_t n)
@@ -288,8 +285,13 @@ static void parse_content_type(struct mime_parser *p, struct mime_part *pt, cons
 	while (i < n && !mime_is_tspecial(v[i]))
 		i++;
 	size_t te = i;
-	if (te == ts)
-		return; /* nothing usable: keep the default */
+	if (te == ts) {
+		/* "Content-Type:" with nothing usable: Dovecot reports "" "" */
+		pt->type = mime_pool_add(&p->b, "", 0);
+		pt->subtype = mime_pool_add(&p->b, "", 0);
+		pt->flags |= MIME_PART_HAS_CT;
+		return;
+	}
 	i = mime_skip_cfws(v, n, i, NULL);
 	size_t ss = i, se = i;
 	if (i < n && v[i] == '/') {
@@ -615,19 +617,35 @@ static void line_done(struct mime_parser *p, size_t len, unsigned term)
 		bool is_end = false;
 		uint32_t a = match_boundary(p, len, &is_end);
 		if (a != MIME_NIL) {
-			/* the line break before the boundary belongs to it */
+			/* The line break before the boundary belongs to it,
+			 * except (Dovecot) the one ending a "--inner--" line
+			 * just before. An embedded message whose header is cut
+			 * short by the boundary keeps Dovecot's split: its
+			 * header loses that line break but the message/rfc822
+			 * part around it keeps it. */
 			uint64_t eo = p->ls_off, el = p->ls_lf, eb = p->ls_bare;
-			/* ...except after an end delimiter: Dovecot leaves that
-			 * line break in the closed multipart's body */
-			if (p->prev_term && eo >= p->prev_term && p->bnd_active[p->cur] != 2) {
+			if (p->prev_term && eo >= p->prev_term && !p->prev_end_delim) {
 				eo -= p->prev_term;
 				el--;
 				if (p->prev_term == 1)
 					eb--;
 			}
+			uint64_t ao = eo, al = el, ab = eb;
+			if (p->in_header && p->cur != a &&
+			    (m->parts[p->cur].flags & MIME_PART_IS_MSG_ROOT) &&
+			    m->parts[p->cur].header.off < eo) {
+				ao = p->ls_off;
+				al = p->ls_lf;
+				ab = p->ls_bare;
+			}
+			bool first = true;
 			while (p->cur != a) {
 				uint32_t c = p->cur;
-				close_part(p, c, eo, el, eb);
+				if (first)
+					close_part(p, c, eo, el, eb);
+				else
+					close_part(p, c, ao, al, ab);
+				first = false;
 				p->cur = m->parts[c].parent;
 			}
 			if (p->in_header) /* the multipart itself cannot be in header */
@@ -635,6 +653,7 @@ static void line_done(struct mime_parser *p, size_t len, unsigned term)
 			uint64_t no = p->ls_off + len + term;
 			uint64_t nlf = p->lf, nbare = p->bare;
 			if (is_end) {
+				p->end_delim = true;
 				p->bnd_active[a] = 2;
 				p->n_active--;
 			} else if (m->n_parts < p->lim.max_parts) {
@@ -714,8 +733,10 @@ void mime_parser_feed(struct mime_parser *p, const void *data, size_t n)
 			size_t len = p->line_len - term;
 			if (p->pfx_len > len)
 				p->pfx_len = len; /* drop the terminator from the prefix */
+			p->end_delim = false;
 			line_done(p, len, term);
 			p->prev_term = (uint8_t)term;
+			p->prev_end_delim = p->end_delim;
 			p->line_len = 0;
 		}
 		p->last_cr = d[seg - 1] == '\r';
