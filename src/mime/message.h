@@ -97,10 +97,12 @@ struct mime_param {
 	struct mime_str name, value;
 };
 
-/* The header fields an IMAP ENVELOPE is made of, as raw field bodies with the
- * line folding removed (RFC 5322 2.2.3) and nothing else changed. The first
- * occurrence of each field is used. Address fields are parsed when the
- * envelope is written (mime_addr_parse), keeping this small. */
+/* The header fields an IMAP ENVELOPE is made of, as raw field bodies (leading
+ * WSP dropped, folding and CRs kept: the ENVELOPE writer cleans them up the
+ * way Dovecot does). Like Dovecot, the last occurrence of a string field
+ * wins, and repeated address fields are concatenated, separated by a NUL
+ * byte (which mime_addr_parse treats as a list separator). Address fields
+ * are parsed when the envelope is written, keeping the cache small. */
 struct mime_envelope {
 	struct mime_str date, subject, from, sender, reply_to, to, cc, bcc, in_reply_to,
 		message_id;
@@ -241,8 +243,9 @@ struct mime_addr_list {
 	size_t strings_len_, strings_cap_;
 	size_t cap_;
 };
-/* Parses an address-list field body (raw or unfolded). max_addrs bounds the
- * output (0 = 10000). Never fails; free with mime_addr_list_free. */
+/* Parses an address-list field body (raw or unfolded; NUL separates lists).
+ * max_addrs bounds the output (0 = 10000). Never fails; free with
+ * mime_addr_list_free. */
 void mime_addr_parse(const uint8_t *v, size_t n, size_t max_addrs, struct mime_addr_list *out);
 void mime_addr_list_free(struct mime_addr_list *l);
 
