@@ -23,6 +23,8 @@ static const char user_usage[] =
 	"       tern user passwd -c FILE ADDRESS   change its password (password on stdin)\n"
 	"       tern user del    -c FILE ADDRESS   delete the account (its mail is kept)\n"
 	"       tern user list   -c FILE           list accounts\n"
+	"       tern user apop   -c FILE ADDRESS   set the POP3 APOP secret (stdin);\n"
+	"                                          --remove drops it\n"
 	"       tern user add    -c FILE ADDRESS --hash\n"
 	"                                          import an existing crypt hash ($y$, $6$,\n"
 	"                                          $2b$) read from stdin instead of a password\n"
@@ -50,6 +52,7 @@ struct args {
 	const char *conf;
 	bool all;
 	bool hash;
+	bool remove;
 	int npos;
 	char *pos[64];
 };
@@ -74,6 +77,8 @@ static int parse_args(int argc, char **argv, int first, const char *usage, struc
 			a->all = true;
 		} else if (!strcmp(argv[i], "--hash")) {
 			a->hash = true;
+		} else if (!strcmp(argv[i], "--remove")) {
+			a->remove = true;
 		} else if (argv[i][0] == '-' && argv[i][1]) {
 			fprintf(stderr, "tern: unknown option '%s'\n%s", argv[i], usage);
 			return -1;
@@ -236,7 +241,8 @@ int cli_user(int argc, char **argv)
 	if (r)
 		return r > 0 ? 0 : 2;
 	bool list = !strcmp(sub, "list");
-	if (!list && strcmp(sub, "add") && strcmp(sub, "del") && strcmp(sub, "passwd")) {
+	if (!list && strcmp(sub, "add") && strcmp(sub, "del") && strcmp(sub, "passwd") &&
+	    strcmp(sub, "apop")) {
 		fprintf(stderr, "tern user: unknown subcommand '%s'\n%s", sub, user_usage);
 		return 2;
 	}
@@ -270,6 +276,19 @@ int cli_user(int argc, char **argv)
 			free(root);
 		}
 		free(canon);
+	} else if (!strcmp(sub, "apop")) {
+		/* APOP needs the secret itself, not a hash (RFC 1939 7): stored apart */
+		char *secret = a.remove ? NULL : read_password();
+		if (!a.remove && !secret)
+			rc = 1;
+		else if (accounts_apop_set(acc, addr, secret, &err) < 0)
+			rc = 1;
+		else
+			printf("APOP secret %s for %s\n", a.remove ? "removed" : "set", addr);
+		if (secret) {
+			explicit_bzero(secret, strlen(secret));
+			free(secret);
+		}
 	} else if (!domain_ok(c, addr)) {
 		rc = 1;
 	} else if (a.hash && strcmp(sub, "add") != 0) {
