@@ -103,6 +103,10 @@ def test_readme_config_reference_is_complete():
     for line in p.stdout.splitlines():
         key = line.split(" = ")[0]
         assert f"`{key}`" in readme, key
+    # and the table is exactly what the settings table says (tools/readme-config.sh)
+    ref = run("config", "--reference")
+    assert ref.returncode == 0
+    assert ref.stdout in readme
 
 
 def test_import_existing_hashes(tmp_path):
