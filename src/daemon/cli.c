@@ -16,6 +16,7 @@
 #include "auth/accounts.h"
 #include "base/util.h"
 #include "conf/config.h"
+#include "daemon/privdrop.h"
 #include "store/maildir.h"
 
 static const char user_usage[] =
@@ -110,6 +111,10 @@ static struct config *load(const char *path)
 static struct accounts *open_accounts(const struct config *c)
 {
 	char *err = NULL;
+	/* Run as the server's user, so what we create in data_dir is its own
+	 * (and root never writes into a directory that user controls). */
+	if (privdrop_prepare(c) < 0 || privdrop_now(c) < 0)
+		return NULL;
 	if (mkdir_p(c->data_dir, 0700) < 0) {
 		fprintf(stderr, "tern: cannot create %s: %s\n", c->data_dir, strerror(errno));
 		return NULL;

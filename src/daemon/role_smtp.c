@@ -107,6 +107,42 @@ static const char *domain_of(const char *addr)
 	return at ? at + 1 : NULL;
 }
 
+static bool is_atext(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL || c >= 0x80;
+}
+
+/* RFC 5321 4.1.2: a quoted local part that needs no quoting ("alice"@example.org)
+ * names the same mailbox as the plain form. Anything that does need quotes
+ * (spaces, '@', ...) stays quoted, and matches no account. malloc'd. */
+static char *unquote_local_part(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+	size_t ll = at ? (size_t)(at - addr) : 0;
+	if (!at || ll < 2 || addr[0] != '"' || addr[ll - 1] != '"')
+		return xstrdup(addr);
+	char *out = xmalloc(strlen(addr) + 1);
+	size_t o = 0;
+	for (size_t i = 1; i + 1 < ll; i++) {
+		char c = addr[i];
+		if (c == '\\' && i + 2 < ll)
+			c = addr[++i];
+		bool dot_ok = c == '.' && o > 0 && out[o - 1] != '.';
+		if (!is_atext((unsigned char)c) && !dot_ok) {
+			free(out);
+			return xstrdup(addr);
+		}
+		out[o++] = c;
+	}
+	if (o == 0 || out[o - 1] == '.') {
+		free(out);
+		return xstrdup(addr);
+	}
+	strcpy(out + o, at);
+	return out;
+}
+
 static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct smtp_rcpt *r)
 {
 	struct smtp_sess *s = ctx;
@@ -125,7 +161,7 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 		addr = xasprintf("postmaster@%s", cfg->domains.v[0]);
 		domain = cfg->domains.v[0];
 	} else {
-		addr = xstrdup(r->to);
+		addr = unquote_local_part(r->to);
 	}
 	/* Anything not for a local domain would be relaying, which this port never
 	 * does; address literals are never local (%-hacks and source routes have
@@ -150,8 +186,9 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 		}
 	}
 	if (n < 0) {
-		log_warnx("%s smtp accounts_resolve(%s) failed: %s", s->base.id, addr,
-			  err ? err : "?");
+		char a[300];
+		log_addr(addr, a);
+		log_warnx("%s smtp accounts_resolve(%s) failed: %s", s->base.id, a, err ? err : "?");
 		free(err);
 		smtp_server_reply(eng, 451, "4.3.0", "<%s>: Temporary lookup failure", r->to);
 		log_refusal(s, "to", r->to, 451, "4.3.0 Temporary lookup failure");
@@ -226,8 +263,10 @@ static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
 	char helo_esc[130];
 	log_escape(helo ? helo : "", helo ? strlen(helo) : 0, helo_esc, sizeof helo_esc);
 	struct buf b = BUF_INIT(0);
-	buf_xprintf(&b, "Received: from %s ([%s])\n\tby %s (Tern) with %s id %s", helo_esc,
-		    s->base.peer, cfg->hostname, with, s->msgid);
+	/* RFC 5321 4.1.3: IPv6 address literals are tagged "IPv6:" */
+	bool v6 = strchr(s->base.peer, ':') != NULL;
+	buf_xprintf(&b, "Received: from %s ([%s%s])\n\tby %s (Tern) with %s id %s", helo_esc,
+		    v6 ? "IPv6:" : "", s->base.peer, cfg->hostname, with, s->msgid);
 	if (s->nrcpts == 1)
 		buf_xprintf(&b, "\n\tfor <%s>", s->rcpts[0].addr);
 	buf_xprintf(&b, "; %s\n", date);

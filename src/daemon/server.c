@@ -8,6 +8,7 @@
  * before the loop reads any network input. */
 #include "daemon/server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -18,7 +19,6 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <ftw.h>
 
 #include "auth/accounts.h"
 #include "base/log.h"
@@ -26,6 +26,7 @@
 #include "conf/config.h"
 #include "auth/throttle.h"
 #include "daemon/role_pop3.h"
+#include "daemon/privdrop.h"
 #include "daemon/role_smtp.h"
 #include "io/jobs.h"
 #include "daemon/session.h"
@@ -292,6 +293,51 @@ static int ensure_certificate(const struct config *c)
 	return 0;
 }
 
+static int load_certificate(struct server *srv, const struct config *c)
+{
+	char *err = NULL;
+	srv->tls = tls_ctx_new(c->tls_cert, c->tls_key, &err);
+	if (!srv->tls) {
+		fprintf(stderr, "tern: %s\n", err);
+		free(err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Maildir convention: files left in tmp/ by a crash (a kill during DATA)
+ * are garbage after 36 hours. Swept once at start, off the event loop. */
+static void clean_tmp_run(void *ctx)
+{
+	char *mail = ctx;
+	DIR *dd = opendir(mail);
+	struct dirent *d;
+	while (dd && (d = readdir(dd))) {
+		if (d->d_name[0] == '.')
+			continue;
+		char *domain = xasprintf("%s/%s", mail, d->d_name);
+		DIR *ud = opendir(domain);
+		struct dirent *u;
+		while (ud && (u = readdir(ud))) {
+			if (u->d_name[0] == '.')
+				continue;
+			char *root = xasprintf("%s/%s", domain, u->d_name);
+			maildir_clean_tmp(root);
+			free(root);
+		}
+		if (ud)
+			closedir(ud);
+		free(domain);
+	}
+	if (dd)
+		closedir(dd);
+}
+
+static void clean_tmp_done(void *ctx)
+{
+	free(ctx);
+}
+
 static void make_demo_account(struct server *srv)
 {
 	const struct config *c = srv->cfg;
@@ -323,55 +369,6 @@ static void make_demo_account(struct server *srv)
 	}
 	free(addr);
 	free(pw);
-}
-
-static int chown_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	extern uid_t tern_drop_uid;
-	extern gid_t tern_drop_gid;
-	if (lchown(path, tern_drop_uid, tern_drop_gid) < 0)
-		log_warn("chown(%s)", path);
-	return 0;
-}
-
-uid_t tern_drop_uid;
-gid_t tern_drop_gid;
-
-/* Started as root with `user = NAME`: give data_dir to NAME, then become NAME. */
-static int drop_privileges(const struct config *c)
-{
-	if (!c->user || !*c->user)
-		return 0;
-	struct passwd *pw = getpwnam(c->user);
-	if (!pw) {
-		fprintf(stderr, "tern: %s:%u: user: no such user \"%s\"\n", c->path,
-			config_line(c, "user"), c->user);
-		return -1;
-	}
-	if (getuid() != 0) {
-		if (pw->pw_uid == getuid())
-			return 0;
-		fprintf(stderr, "tern: %s:%u: user = %s needs tern to be started as root\n",
-			c->path, config_line(c, "user"), c->user);
-		return -1;
-	}
-	tern_drop_uid = pw->pw_uid;
-	tern_drop_gid = pw->pw_gid;
-	if (nftw(c->data_dir, chown_cb, 32, FTW_PHYS) < 0)
-		log_warn("nftw(%s)", c->data_dir);
-	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
-		fprintf(stderr, "tern: cannot switch to user %s: %s\n", c->user, strerror(errno));
-		return -1;
-	}
-	if (setuid(0) == 0) {
-		fprintf(stderr, "tern: privilege drop to %s did not stick\n", c->user);
-		return -1;
-	}
-	log_info("running as user %s (uid %u)", c->user, (unsigned)pw->pw_uid);
-	return 0;
 }
 
 static void apply_log_level(const struct config *c)
@@ -421,12 +418,13 @@ static void reload(struct server *srv)
 		config_free(&nc);
 		return;
 	}
+	/* After the privilege drop a root-only key cannot be read again: then the
+	 * rest of the configuration still applies and the running certificate
+	 * stays (README: keep keys readable by `user` to renew them by SIGHUP). */
 	struct tls_ctx *tls = tls_ctx_new(nc->tls_cert, nc->tls_key, &err);
 	if (!tls) {
-		log_warnx("reload failed, keeping the running configuration: %s", err);
+		log_warnx("reload: %s; keeping the running certificate", err);
 		free(err);
-		config_free(&nc);
-		return;
 	}
 	struct cfg_holder *h = xcalloc(1, sizeof *h);
 	h->cfg = nc;
@@ -434,8 +432,10 @@ static void reload(struct server *srv)
 	cfg_release(&current_cfg);
 	current_cfg = h;
 	srv->cfg = nc;
-	tls_ctx_unref(&srv->tls);
-	srv->tls = tls;
+	if (tls) {
+		tls_ctx_unref(&srv->tls);
+		srv->tls = tls;
+	}
 	apply_log_level(nc);
 	log_info("configuration and certificate reloaded from %s", config_path);
 }
@@ -528,6 +528,20 @@ int server_main(const char *path)
 	raise_fd_limit();
 	umask(077);
 
+	/* As root: data_dir for the user, existing keys, ports. Then drop. */
+	if (privdrop_prepare(cfg) < 0)
+		return 1;
+	bool have_cert = access(cfg->tls_cert, F_OK) == 0 || access(cfg->tls_key, F_OK) == 0;
+	if (have_cert && load_certificate(srv, cfg) < 0)
+		return 1;
+	if (bind_listeners(srv) < 0)
+		return 1;
+	if (privdrop_now(cfg) < 0)
+		return 1;
+	if (cfg->user && *cfg->user)
+		log_info("running as user %s (uid %u)", cfg->user, (unsigned)getuid());
+
+	/* From here on everything in data_dir is created by the user we run as. */
 	if (mkdir_p(cfg->data_dir, 0700) < 0) {
 		fprintf(stderr, "tern: %s:%u: data_dir: cannot create %s: %s\n", cfg->path,
 			config_line(cfg, "data_dir"), cfg->data_dir, strerror(errno));
@@ -540,15 +554,7 @@ int server_main(const char *path)
 		fprintf(stderr, "tern: cannot create %s/mail: %s\n", cfg->data_dir, strerror(errno));
 		return 1;
 	}
-	if (ensure_certificate(cfg) < 0)
-		return 1;
-	srv->tls = tls_ctx_new(cfg->tls_cert, cfg->tls_key, &err);
-	if (!srv->tls) {
-		fprintf(stderr, "tern: %s\n", err);
-		free(err);
-		return 1;
-	}
-	if (bind_listeners(srv) < 0)
+	if (!have_cert && (ensure_certificate(cfg) < 0 || load_certificate(srv, cfg) < 0))
 		return 1;
 	srv->accounts = accounts_open(cfg->data_dir, &err);
 	if (!srv->accounts) {
@@ -557,8 +563,6 @@ int server_main(const char *path)
 		return 1;
 	}
 	make_demo_account(srv);
-	if (drop_privileges(cfg) < 0)
-		return 1;
 
 	srv->ev = evloop_new();
 	/* signals first: signalfd needs them blocked before any thread starts */
@@ -570,6 +574,7 @@ int server_main(const char *path)
 		}
 	srv->jobs = jobs_new(srv->ev, 2);
 	srv->throttle = throttle_new(4096);
+	jobs_submit(srv->jobs, clean_tmp_run, clean_tmp_done, xasprintf("%s/mail", cfg->data_dir));
 	srv->commit_async = ev_async_new(srv->ev, on_commit_ready, srv);
 	srv->committer = committer_new(commit_notify, srv->commit_async);
 	for (size_t i = 0; i < srv->nlisteners; i++) {

@@ -412,6 +412,14 @@ static void act(struct conn *c)
 	unsigned mask = 0;
 	switch (c->ops->want(c->sess)) {
 	case PROTO_WANT_READ:
+		if (c->eof) {
+			/* nothing more will come in: finish writing, then close */
+			if (olen == 0) {
+				mark_dead(c, "connection closed by peer");
+				return;
+			}
+			break;
+		}
 		if (olen <= OUT_HIWAT) {
 			if (c->in.len >= max_input(c)) {
 				/* The engine sees a full buffer and takes nothing: it can
@@ -504,8 +512,16 @@ static void step(struct conn *c, unsigned events)
 		if (c->dead || flush(c) < 0)
 			return;
 		if (c->eof) {
-			mark_dead(c, "connection closed by peer");
-			return;
+			/* The client may half-close right after its last command
+			 * (".\r\n" + FIN in one flight). If the session still owes a
+			 * reply (waiting for the app, e.g. the commit behind a 250)
+			 * or has output unsent, stay until that is written: a lost
+			 * 250 makes the client send the message again. */
+			if (c->ops->want(c->sess) != PROTO_WANT_PENDING && out_len(c) == 0) {
+				mark_dead(c, "connection closed by peer");
+				return;
+			}
+			break;
 		}
 		/* Decrypted bytes can wait inside OpenSSL where epoll cannot see
 		 * them (we stopped reading when the input buffer was full). */

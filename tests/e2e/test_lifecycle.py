@@ -202,6 +202,24 @@ def test_privilege_drop(lines_client):
         shutil.rmtree(base, ignore_errors=True)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to test the privilege drop")
+def test_privilege_drop_refuses_foreign_data_dir(tmp_path):
+    """A data_dir that belongs to someone else is not chowned behind the admin's back."""
+    base = tempfile.mkdtemp(prefix="tern-privdrop-", dir="/tmp")
+    os.chmod(base, 0o711)
+    try:
+        os.mkdir(os.path.join(base, "var"), 0o700)   # owned by root
+        conf = os.path.join(base, "tern.conf")
+        with open(conf, "w") as f:
+            f.write("hostname = mx.example.org\ndomains = example.org\ndata_dir = ./var\n"
+                    "smtp_listen = 127.0.0.1:0\nuser = nobody\n")
+        p = subprocess.run([TERN, "serve", "-c", conf], capture_output=True, text=True, timeout=30)
+        assert p.returncode != 0
+        assert "chown -R nobody" in p.stderr, p.stderr
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def _check_privilege_drop(t, lines_client):
     nobody = pwd.getpwnam("nobody")
     with open(f"/proc/{t.proc.pid}/status") as f:
@@ -217,6 +235,20 @@ def _check_privilege_drop(t, lines_client):
     c.send("Subject: dropped\r\n\r\nx\r\n.\r\n")
     assert c.reply()[0] == 250
     assert len(t.read_messages("alice@example.org")) == 1
+    # everything in data_dir belongs to the user, including the generated key
+    for root, dirs, files in os.walk(t.data):
+        for name in dirs + files:
+            st = os.lstat(os.path.join(root, name))
+            assert st.st_uid == nobody.pw_uid, os.path.join(root, name)
+    # an account added by root with the CLI while the server runs gets mail at once
+    t.cli("user", "add", "carol@example.org", password="pw")
+    assert os.stat(t.maildir("carol@example.org")).st_uid == nobody.pw_uid
+    c.cmd("MAIL FROM:<x@remote.test>")
+    assert c.cmd("RCPT TO:<carol@example.org>")[0] == 250
+    c.cmd("DATA")
+    c.send("Subject: new account\r\n\r\nx\r\n.\r\n")
+    assert c.reply()[0] == 250
+    assert len(t.read_messages("carol@example.org")) == 1
 
 
 def test_demo_account_first_run(make_tern):
@@ -267,3 +299,22 @@ def test_startup_errors_name_file_line_or_address(make_tern):
     # missing config file
     p = subprocess.run([TERN, "serve", "-c", "/nonexistent.conf"], capture_output=True, text=True)
     assert p.returncode != 0 and "/nonexistent.conf" in p.stderr
+
+
+def test_stale_tmp_files_are_swept_at_start(make_tern):
+    """Files a crash left in tmp/ are removed after 36 hours (Maildir
+    convention); fresh ones are left alone (a delivery may own them)."""
+    t = make_tern(start=False)
+    tmp = os.path.join(t.maildir("alice@example.org"), "tmp")
+    old = os.path.join(tmp, "1.M1P1Q1.crashed")
+    fresh = os.path.join(tmp, "2.M2P2Q2.inflight")
+    for p in (old, fresh):
+        with open(p, "w") as f:
+            f.write("partial")
+    os.utime(old, (time.time() - 40 * 3600, time.time() - 40 * 3600))
+    t.start()
+    deadline = time.monotonic() + 10
+    while os.path.exists(old) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(old)
+    assert os.path.exists(fresh)

@@ -282,6 +282,22 @@ def test_relay_refused_and_unknown(tern, lines_client, rcpt, code, esc):
         assert tern.messages("alice@example.org", sub) == []
 
 
+def test_quoted_local_part_without_need_for_quotes(tern, lines_client):
+    """RFC 5321 4.1.2: "alice"@example.org is alice@example.org."""
+    c = lines_client(tern)
+    c.cmd("EHLO c.example")
+    c.cmd("MAIL FROM:<x@remote.test>")
+    assert c.cmd('RCPT TO:<"alice"@example.org>')[0] == 250
+    assert c.cmd('RCPT TO:<"b\\ob"@example.org>')[0] == 250
+    assert c.cmd('RCPT TO:<"al ice"@example.org>')[0] == 550
+    assert c.cmd('RCPT TO:<".alice"@example.org>')[0] == 550
+    c.cmd("DATA")
+    c.send("Subject: q\r\n\r\nx\r\n.\r\n")
+    assert c.reply()[0] == 250
+    assert len(tern.read_messages("alice@example.org")) == 1
+    assert len(tern.read_messages("bob@example.org")) == 1
+
+
 def test_source_route_to_local_is_accepted(tern, lines_client):
     c = lines_client(tern)
     c.cmd("EHLO c.example")
@@ -452,3 +468,20 @@ def test_swaks_starttls_pipelining(tern):
         assert b"Subject: from swaks" in m[0]
         assert b"\n.leading dot" in m[0]
         assert b"with ESMTPS id" in m[0]
+
+
+def test_half_close_after_final_dot_still_gets_250(tern, lines_client):
+    """A client that sends the end of data and FIN in one flight still gets its
+    reply (otherwise it would retry and the message would arrive twice)."""
+    c = lines_client(tern)
+    c.cmd("EHLO c.example")
+    c.cmd("MAIL FROM:<x@remote.test>")
+    c.cmd("RCPT TO:<alice@example.org>")
+    assert c.cmd("DATA")[0] == 354
+    c.send("Subject: fin\r\n\r\nbye\r\n.\r\nQUIT\r\n")
+    c.sock.shutdown(socket.SHUT_WR)
+    code, l = c.reply()
+    assert code == 250 and "queued" in l[0], l
+    assert c.reply()[0] == 221
+    assert c.closed()
+    assert len(tern.read_messages("alice@example.org")) == 1

@@ -124,6 +124,8 @@ static void test_invalid(void **state)
 		{ "<@b>", false, false, NULL, 0 },
 		{ "<a@>", false, false, NULL, 0 },
 		{ "<a@@b>", false, false, NULL, 0 },
+		{ "<a\xc2\x9b@b>", false, true, NULL, 0 },  /* C1 control (CSI), even with SMTPUTF8 */
+		{ "<a@b\xc2\x85" "c>", false, true, NULL, 0 }, /* NEL */
 		{ "<a@b@c>", false, false, NULL, 0 },
 		{ "<.a@b>", false, false, NULL, 0 },
 		{ "<a.@b>", false, false, NULL, 0 },

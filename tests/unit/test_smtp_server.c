@@ -1018,9 +1018,105 @@ static void test_timeout_shutdown(void **state)
 	check_table(sc, N_ELEMENTS(sc));
 }
 
+/* Findings of the first code review, each pinned by a scenario. */
+static void test_review_fixes(void **state)
+{
+	(void)state;
+	const struct scenario sc[] = {
+		{ .name = "refused recipients count as errors (no endless harvesting)",
+		  .steps = { { EHLO_C "MAIL FROM:<a@x.test>\r\nRCPT TO:<bad1@y.test>\r\n"
+				      "RCPT TO:<bad2@y.test>\r\nRCPT TO:<bad3@y.test>\r\nNOOP\r\n" } },
+		  .max_errors = 3,
+		  .want_out = GREETING EHLO_S "250 2.1.0 Ok\r\n550 5.1.1 User unknown\r\n"
+					      "550 5.1.1 User unknown\r\n550 5.1.1 User unknown\r\n"
+					      "421 4.7.0 mx.test Error: too many errors\r\n" },
+		{ .name = "refused sender counts too",
+		  .steps = { { EHLO_C "MAIL FROM:<reject@x.test>\r\nMAIL FROM:<reject@x.test>\r\n"
+				      "NOOP\r\n" } },
+		  .max_errors = 2,
+		  .want_out = GREETING EHLO_S "550 5.7.1 Sender rejected\r\n"
+					      "550 5.7.1 Sender rejected\r\n"
+					      "421 4.7.0 mx.test Error: too many errors\r\n" },
+		{ .name = "no ESMTP parameters after HELO",
+		  .steps = { { "HELO client.test\r\nMAIL FROM:<a@x.test> SIZE=10\r\n"
+			       "MAIL FROM:<a@x.test> SMTPUTF8\r\nMAIL FROM:<a@x.test>\r\n" } },
+		  .want_out = GREETING "250 mx.test\r\n"
+				       "555 5.5.4 Error: parameters need EHLO: SIZE\r\n"
+				       "555 5.5.4 Error: parameters need EHLO: SMTPUTF8\r\n"
+				       "250 2.1.0 Ok\r\n" },
+		{ .name = "no BDAT after HELO; the chunk is still skipped",
+		  .steps = { { "HELO client.test\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+			       "BDAT 6 LAST\r\nNOOP\r\nNOOP\r\n" } },
+		  .want_out = GREETING "250 mx.test\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
+				       "503 5.5.1 Error: send EHLO first\r\n250 2.0.0 Ok\r\n" },
+		{ .name = "QUIT takes no arguments (RFC 5321 4.1.1.10)",
+		  .steps = { { EHLO_C "QUIT now please\r\nQUIT\r\n" } },
+		  .want_out = GREETING EHLO_S "501 5.5.4 Syntax: QUIT\r\n221 2.0.0 Bye\r\n" },
+	};
+	check_table(sc, N_ELEMENTS(sc));
+}
+
+/* A client that pipelines without reading cannot make the engine buffer
+ * more than about one high-water mark of replies per feed. */
+static void test_output_is_bounded(void **state)
+{
+	(void)state;
+	struct stub st = { 0 };
+	struct smtp_server_settings set = { .hostname = "mx.test", .banner = "ESMTP Tern",
+					    .max_message_size = 10000, .max_line = 512 };
+	struct smtp_server *s = smtp_server_new(&set, &stub_ops, &st);
+	smtp_server_start(s);
+	struct buf in = BUF_INIT(0);
+	size_t nhelp = 20000;
+	for (size_t i = 0; i < nhelp; i++)
+		buf_xappend(&in, "HELP\r\n", 6);
+	size_t off = 0, rounds = 0, replies = 0, peak = 0;
+	while (off < in.len && rounds < 100000) {
+		off += smtp_server_feed(s, in.data + off, in.len - off);
+		struct buf *out = smtp_server_output(s);
+		if (out->len > peak)
+			peak = out->len;
+		for (size_t i = 0; i + 4 <= out->len; i++)
+			if (memcmp(out->data + i, "214 ", 4) == 0)
+				replies++;
+		buf_clear(out);
+		rounds++;
+	}
+	assert_int_equal(off, in.len);
+	assert_int_equal(replies, nhelp);
+	assert_true(rounds > 1);
+	assert_true(peak < 64 * 1024 + 4096);
+	buf_deinit(&in);
+	smtp_server_free(&s);
+	buf_deinit(&st.log);
+}
+
+/* A timeout after data_end (the app is committing) must not abort the message. */
+static void test_timeout_while_committing(void **state)
+{
+	(void)state;
+	struct stub st = { 0 };
+	struct smtp_server_settings set = { .hostname = "mx.test", .banner = "ESMTP Tern",
+					    .max_message_size = 10000, .max_line = 512 };
+	struct smtp_server *s = smtp_server_new(&set, &stub_ops, &st);
+	smtp_server_start(s);
+	const char *in = TX_C "DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n";
+	size_t used = smtp_server_feed(s, (const uint8_t *)in, strlen(in));
+	assert_int_equal(used, strlen(in));
+	assert_int_equal(smtp_server_want(s), PROTO_WANT_PENDING);
+	smtp_server_timeout(s);
+	assert_null(strstr(buf_cstr(&st.log), "abort"));
+	assert_int_equal(smtp_server_want(s), PROTO_WANT_CLOSE);
+	smtp_server_free(&s);
+	buf_deinit(&st.log);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_review_fixes),
+		cmocka_unit_test(test_output_is_bounded),
+		cmocka_unit_test(test_timeout_while_committing),
 		cmocka_unit_test(test_seed_transcript),
 		cmocka_unit_test(test_ehlo),
 		cmocka_unit_test(test_pipelining),

@@ -129,6 +129,12 @@ static bool check_mail(struct smtp_server *s, struct cmd_args *a)
 	struct smtp_param kv;
 	int r;
 	while ((r = smtp_parse_param_next(&p, end, &kv)) > 0) {
+		if (!s->esmtp) {
+			/* RFC 5321 2.2.1: a client that said HELO uses no extensions */
+			smtp_refuse(s, "MAIL", true, 555, "5.5.4",
+				    "Error: parameters need EHLO: %.*s", (int)kv.keylen, kv.key);
+			goto fail;
+		}
 		if (key_is(&kv, "SIZE") && !seen_size) {
 			seen_size = true;
 			if (!kv.value || smtp_parse_u64(kv.value, kv.valuelen, &m.size) < 0) {
@@ -312,6 +318,11 @@ static bool check_bdat(struct smtp_server *s, struct cmd_args *a)
 		smtp_bdat_refuse(s, a->bdat_len, 503, "5.5.1", "Error: send HELO/EHLO first");
 		return false;
 	}
+	if (!s->esmtp) {
+		/* RFC 3030 2 / RFC 5321 2.2.1: extensions only after EHLO */
+		smtp_bdat_refuse(s, a->bdat_len, 503, "5.5.1", "Error: send EHLO first");
+		return false;
+	}
 	if (!s->in_tx) {
 		smtp_bdat_refuse(s, a->bdat_len, 503, "5.5.1", "Error: need MAIL command");
 		return false;
@@ -441,7 +452,7 @@ static const struct smtp_cmd smtp_cmds[] = {
 	{ "BDAT", check_bdat, proceed_bdat, SMTP_PEND_BDAT, 0 },
 	{ "RSET", NULL, proceed_rset, SMTP_PEND_NONE, ANY | SCF_NO_ARGS },
 	{ "NOOP", NULL, proceed_noop, SMTP_PEND_NONE, ANY | SCF_LAST },
-	{ "QUIT", NULL, proceed_quit, SMTP_PEND_NONE, ANY | SCF_LAST },
+	{ "QUIT", NULL, proceed_quit, SMTP_PEND_NONE, ANY | SCF_NO_ARGS | SCF_LAST },
 	{ "VRFY", check_vrfy, proceed_vrfy, SMTP_PEND_NONE, SCF_LAST },
 	{ "EXPN", NULL, proceed_expn, SMTP_PEND_NONE, SCF_LAST },
 	{ "HELP", NULL, proceed_help, SMTP_PEND_NONE, ANY },

@@ -53,7 +53,11 @@ static size_t utf8_len(const unsigned char *p, size_t n)
 	unsigned char c = p[0];
 	size_t len;
 	unsigned char lo = 0x80, hi = 0xbf;
-	if (c >= 0xc2 && c <= 0xdf)
+	if (c == 0xc2)
+		/* U+0080..U+009F are C1 controls (CSI and friends): never in an
+		 * address (RFC 6531 3.3 excludes controls), as accounts.c agrees */
+		len = 2, lo = 0xa0;
+	else if (c >= 0xc3 && c <= 0xdf)
 		len = 2;
 	else if (c >= 0xe0 && c <= 0xef) {
 		len = 3;

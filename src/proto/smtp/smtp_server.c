@@ -245,8 +245,17 @@ static void complete(struct smtp_server *s, enum smtp_pend kind, bool ok)
 	free(s->from);
 	free(s->to);
 	s->from = s->to = NULL;
+	s->mail.from = NULL;
+	s->rcpt.to = NULL;
 	if (kind == SMTP_PEND_END)
 		smtp_tx_reset(s, true);
+	/* A refused sender or recipient counts as an error, as Postfix's
+	 * smtpd_hard_error_limit does: otherwise one connection could probe
+	 * addresses (directory harvesting) or relays without end. */
+	if (!ok && (kind == SMTP_PEND_MAIL || kind == SMTP_PEND_RCPT) && s->reply_code >= 500) {
+		s->errors++;
+		too_many_errors(s);
+	}
 }
 
 static void default_reply(struct smtp_server *s, enum smtp_pend kind)
@@ -656,6 +665,8 @@ static size_t feed_cmd(struct smtp_server *s, const uint8_t *p, size_t n)
 	return n;
 }
 
+#define SMTP_OUT_HIWAT (64 * 1024)
+
 size_t smtp_server_feed(struct smtp_server *s, const uint8_t *p, size_t n)
 {
 	size_t used = 0;
@@ -666,6 +677,10 @@ size_t smtp_server_feed(struct smtp_server *s, const uint8_t *p, size_t n)
 			return n;
 		}
 		if (s->pend != SMTP_PEND_NONE || used == n)
+			return used;
+		/* A client that pipelines without reading must not make us buffer
+		 * unbounded replies: stop until the connection has written some. */
+		if (s->out.len > SMTP_OUT_HIWAT)
 			return used;
 		switch (s->state) {
 		case SMTP_ST_CMD:
@@ -713,7 +728,9 @@ void smtp_server_timeout(struct smtp_server *s)
 {
 	if (s->state == SMTP_ST_CLOSED)
 		return;
-	if (s->content != SMTP_CONTENT_NONE && s->ops->data_abort)
+	/* Once data_end was called the message belongs to the app (it may be
+	 * committing it): only content still arriving is aborted. */
+	if (s->content != SMTP_CONTENT_NONE && s->pend != SMTP_PEND_END && s->ops->data_abort)
 		s->ops->data_abort(s->ctx, s, 421, "4.4.2 Error: timeout exceeded");
 	smtp_emit(s, 421, "4.4.2", "%s Error: timeout exceeded", s->set.hostname);
 	smtp_close(s);
