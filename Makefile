@@ -40,11 +40,14 @@ FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_NAMES := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
 REPLAY_BINS := $(FUZZ_NAMES:%=$(BUILD)/tests/replay_%)
 
-.PHONY: all build-all check-build deps run check check-unit check-e2e check-fuzz check-san fuzz bench clean
+.PHONY: all build-all check-build deps deps-build run check check-unit check-e2e check-fuzz check-san fuzz bench clean
 all: $(BUILD)/tern
 
 deps:
-	@tools/deps.sh
+	@tools/deps.sh test
+
+deps-build:
+	@tools/deps.sh build
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -66,7 +69,8 @@ $(BUILD)/tests/replay_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-run: deps $(BUILD)/tern
+run: deps-build
+	@$(MAKE) --no-print-directory $(BUILD)/tern
 	$(BUILD)/tern serve -c etc/tern.conf
 
 # The whole suite; tests/run-all.sh prints the closing "N passed, N failed" line.
@@ -84,7 +88,9 @@ check-build:
 fuzz:
 	@$(MAKE) --no-print-directory -f Makefile.fuzz run T=$(T) SECS=$(SECS)
 
-bench: deps $(BUILD)/tern
+bench:
+	@tools/deps.sh bench
+	@$(MAKE) --no-print-directory $(BUILD)/tern
 	@$(PYTHON) tools/bench.py --binary $(BUILD)/tern --out docs/BENCHMARKS.md
 
 clean:

@@ -2,9 +2,17 @@
 # Installs the Debian packages Tern needs to build and test, if any are missing.
 # Uses apt-get, with sudo when not root; says what it installs. Quiet when all present.
 set -euo pipefail
-pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev zlib1g-dev libcmocka-dev
-      clang libclang-rt-14-dev openssl curl python3 python3-pytest swaks
-      libgmime-3.0-dev)
+# What each make target needs: `make`/`make run` only the build, `make check` the
+# test tools too, `make bench` also GMime (the message library's yardstick).
+build=(gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev zlib1g-dev openssl)
+test=(libcmocka-dev clang libclang-rt-14-dev curl python3 python3-pytest swaks)
+bench=(python3 libgmime-3.0-dev)
+case "${1:-test}" in
+	build) pkgs=("${build[@]}") ;;
+	test) pkgs=("${build[@]}" "${test[@]}") ;;
+	bench) pkgs=("${build[@]}" "${bench[@]}") ;;
+	*) echo "usage: tools/deps.sh [build|test|bench]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
