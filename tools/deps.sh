@@ -3,7 +3,7 @@
 # Uses apt-get, with sudo when not root; says what it installs. Quiet when all present.
 set -euo pipefail
 pkgs=(gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev zlib1g-dev libcmocka-dev
-      clang libclang-rt-14-dev openssl curl python3 python3-pytest swaks)
+      clang libclang-rt-14-dev openssl curl python3 python3-pytest swaks fetchmail)
 missing=()
 for p in "${pkgs[@]}"; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
