@@ -480,6 +480,9 @@ def test_crlf_stored_message(tern3, clients):
     size = int(c.cmd("LIST 1").split()[2])
     assert c.cmd("RETR 1").startswith("+OK")
     assert len(unstuff(c.multi_raw())) == size
+    # TOP finds the end of the header (a line with just the stored CR)
+    assert c.cmd("TOP 1 0").startswith("+OK")
+    assert c.multi_raw() == b"Subject: crlf\r\r\n\r\r\n"
 
 
 def test_smtp_delivery_retrieved_byte_exact(tern3, clients):
@@ -581,6 +584,27 @@ def test_message_vanishing_during_session(tern3, clients):
     assert c.cmd("QUIT").startswith("+OK")
     left = [os.path.basename(p) for p in tern3.messages(ALICE)]
     assert left == sorted([names[2], later])
+
+
+def test_only_maildir_messages_are_listed(tern3, clients):
+    """tmp/ files (a delivery in progress), dot files, directories and symlinks
+    (to a file outside the Maildir) are not messages."""
+    md = tern3.maildir(ALICE)
+    put_message(tern3, ALICE, msg(1))
+    with open(os.path.join(md, "tmp", "123.M1P1.inprogress"), "w") as f:
+        f.write("Subject: half written\n")
+    with open(os.path.join(md, "new", ".hidden"), "w") as f:
+        f.write("Subject: hidden\n")
+    os.mkdir(os.path.join(md, "cur", "124.M1P1.adir"))
+    secret = os.path.join(tern3.dir, "secret.txt")
+    with open(secret, "w") as f:
+        f.write("not mail\n")
+    os.symlink(secret, os.path.join(md, "new", "125.M1P1.link"))
+    c = clients(tern3)
+    login(c)
+    assert c.cmd("STAT").startswith("+OK 1 ")
+    assert c.cmd("RETR 1").startswith("+OK")
+    assert b"Subject: message 1" in c.multi_raw()
 
 
 # ---- CAPA, STLS, pop3s -------------------------------------------------------------
@@ -970,8 +994,12 @@ def test_in_use(tern3, clients):
     assert "UIDL" in capa(b)
     # another user is not affected
     assert clients(tern3).cmd("AUTH PLAIN " + b64("\0%s\0%s" % (BOB, BOBPW))).startswith("+OK")
-    # the same via SASL
+    # the same via SASL, and under another spelling of the address
     r = b.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (ALICE, ALICEPW)))
+    assert r.startswith("-ERR [IN-USE] "), r
+    r = b.cmd("AUTH PLAIN " + b64("\0%s\0%s" % (ALICE.upper(), ALICEPW)))
+    assert r.startswith("-ERR [IN-USE] "), r
+    r = scram_login(b, "Alice@Example.ORG", ALICEPW)
     assert r.startswith("-ERR [IN-USE] "), r
     a.cmd("DELE 1")
     assert a.cmd("QUIT").startswith("+OK")
@@ -1035,6 +1063,32 @@ def test_scram_failures_are_slowed_down(tern3, clients):
         assert r.startswith("-ERR [AUTH]")
         c.cmd("QUIT")
     assert times[3] > times[0] + 0.5, times
+
+
+def test_disconnect_and_shutdown_while_login_pending(pop3, clients):
+    """Clients that vanish while their password is being checked or while a
+    failed login is held back must not upset the server (ASan build)."""
+    t = pop3()
+    for i in range(6):
+        c = clients(t)
+        c.send("USER %s\r\nPASS %s\r\n" % (ALICE, "wrong" if i % 2 else ALICEPW))
+        c.close()
+    # by now failures are delayed: leave some waiting and go away
+    for i in range(3):
+        c = clients(t)
+        c.send("USER %s\r\nPASS wrong\r\n" % ALICE)
+        assert c.line() == "+OK Send your password"
+        c.close()
+    time.sleep(0.3)
+    waiting = clients(t)
+    waiting.send("USER %s\r\nPASS wrong\r\n" % BOB)
+    assert waiting.line() == "+OK Send your password"
+    login(clients(t), BOB, BOBPW)
+    t0 = time.monotonic()
+    t.stop()                               # with a failed login still held back
+    assert time.monotonic() - t0 < 10
+    assert waiting.closed(timeout=10)
+    assert t.proc.returncode == 0
 
 
 def test_overlong_lines(tern3, clients):
