@@ -1009,6 +1009,30 @@ def test_in_use(tern3, clients):
     tern3.wait_log(r"pop3 in-use user=alice@example\.org")
 
 
+def test_in_use_race(tern3, clients):
+    """Eight sessions log in to one maildrop at the same moment: exactly one
+    gets it, the others [IN-USE]."""
+    import threading
+    put_message(tern3, ALICE, msg(1))
+    cs = [clients(tern3) for _ in range(8)]
+    for c in cs:
+        c.cmd("USER " + ALICE)
+    answers = [None] * len(cs)
+    go = threading.Barrier(len(cs))
+
+    def one(i):
+        go.wait()
+        answers[i] = cs[i].cmd("PASS " + ALICEPW, timeout=30)
+    th = [threading.Thread(target=one, args=(i,)) for i in range(len(cs))]
+    for x in th:
+        x.start()
+    for x in th:
+        x.join(60)
+    ok = [a for a in answers if a.startswith("+OK")]
+    assert len(ok) == 1, answers
+    assert all(a.startswith("-ERR [IN-USE] ") for a in answers if not a.startswith("+OK")), answers
+
+
 def test_wrong_password_and_unknown_user(tern3, clients):
     c = clients(tern3)
     c.cmd("USER " + ALICE)
