@@ -23,7 +23,8 @@ class Tern:
     """A running `tern serve` with its own config and data directory."""
 
     def __init__(self, tmp_path, extra="", domains="example.org example.net",
-                 users=(("alice@example.org", "alicepw"), ("bob@example.org", "bobpw"))):
+                 users=(("alice@example.org", "alicepw"), ("bob@example.org", "bobpw")),
+                 pop3=False):
         self.dir = str(tmp_path)
         self.data = os.path.join(self.dir, "var")
         self.conf = os.path.join(self.dir, "tern.conf")
@@ -34,6 +35,9 @@ class Tern:
             "smtp_listen = 127.0.0.1:0\n"
             "log_level = debug\n"
         )
+        if pop3:
+            # POP3 (issue 4) and POP3 over implicit TLS on ephemeral ports too
+            self.base_conf += "pop3_listen = 127.0.0.1:0\npop3s_listen = 127.0.0.1:0\n"
         self.extra = extra
         self.write_conf(self.base_conf + extra)
         self.users = list(users)
@@ -100,6 +104,14 @@ class Tern:
     @property
     def smtp_port(self):
         return self.ports["smtp"]
+
+    @property
+    def pop3_port(self):
+        return self.ports["pop3"]
+
+    @property
+    def pop3s_port(self):
+        return self.ports["pop3s"]
 
     def connect(self, port=None, timeout=10):
         return socket.create_connection(("127.0.0.1", port or self.smtp_port), timeout=timeout)

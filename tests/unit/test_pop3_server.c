@@ -845,6 +845,53 @@ static void test_top(void **state)
 	}
 }
 
+/* A message stored with CRLF line ends (written by another Maildir tool):
+ * TOP must still find the end of the header, a line holding just a CR, even
+ * when that CR and its LF arrive in different chunks. The conversion itself
+ * keeps the stored CR (the listed size is physical size + LFs). */
+static void test_top_crlf_stored(void **state)
+{
+	(void)state;
+	const char *m = "Subject: c\r\nX: .y\r\n\r\nb1\r\n.b2\r\nb3\r\n";
+	struct {
+		const char *cmd;
+		const char *want;
+	} cases[] = {
+		{ "TOP 1 0", "Subject: c\r\r\nX: .y\r\r\n\r\r\n.\r\n" },
+		{ "TOP 1 1", "Subject: c\r\r\nX: .y\r\r\n\r\r\nb1\r\r\n.\r\n" },
+		{ "TOP 1 2", "Subject: c\r\r\nX: .y\r\r\n\r\r\nb1\r\r\n..b2\r\r\n.\r\n" },
+		/* a lone CR inside the header is not the end of the header */
+		{ "TOP 2 0", "A: b\r\r\n\r\r\r\n\r\r\n.\r\n" },
+		{ "TOP 2 1", "A: b\r\r\n\r\r\r\n\r\r\nbody\r\r\n.\r\n" },
+	};
+	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
+		for (size_t chunk = 1; chunk <= 7; chunk++) {
+			for (int mode = SPLIT_WHOLE; mode <= SPLIT_ASYNC; mode++) {
+				struct fake f;
+				fake_init(&f);
+				f.chunk = chunk;
+				add_str(&f, m);
+				add_str(&f, "A: b\r\n\r\r\n\r\nbody\r\nmore\r\n");
+				struct pop3_server_settings set = default_set();
+				char *in = xasprintf(LOGIN "%s\r\nNOOP\r\n", cases[i].cmd);
+				char *got = run(&f, &set, in, (enum split)mode);
+				const char *m2 = "A: b\r\n\r\r\n\r\nbody\r\nmore\r\n";
+				char *want = xasprintf(
+					HELLO "+OK Logged in: maildrop has 2 messages "
+					      "(%lu octets)\r\n+OK Top of message follows\r\n%s+OK\r\n",
+					(unsigned long)(wire_size(m, strlen(m)) +
+							wire_size(m2, strlen(m2))),
+					cases[i].want);
+				assert_string_equal(got, want);
+				free(in);
+				free(got);
+				free(want);
+				fake_free(&f);
+			}
+		}
+	}
+}
+
 /* RETR streams: the engine's output never holds much more than its
  * high-water mark plus one converted chunk. */
 static void test_retr_streaming(void **state)
@@ -1574,6 +1621,7 @@ int main(void)
 		cmocka_unit_test(test_maildrop_open_fails),
 		cmocka_unit_test(test_transaction),
 		cmocka_unit_test(test_top),
+		cmocka_unit_test(test_top_crlf_stored),
 		cmocka_unit_test(test_retr_streaming),
 		cmocka_unit_test(test_list_streaming),
 		cmocka_unit_test(test_msg_errors),

@@ -95,6 +95,7 @@ struct pop3_server {
 	bool body_top;
 	bool body_in_header;
 	bool body_bol;      /* at the beginning of a line */
+	bool body_line_cr;  /* the current line so far is exactly one CR (stored CRLF) */
 	uint64_t top_left;  /* TOP body lines still to send */
 	uint64_t produced;  /* body octets produced (timeout progress check) */
 	uint64_t timeout_mark;

@@ -444,6 +444,7 @@ void pop3_stream_begin(struct pop3_server *s, enum pop3_stream kind)
 	if (kind == P3_STREAM_BODY) {
 		s->body_wait = s->body_done = s->body_failed = false;
 		s->body_bol = true;
+		s->body_line_cr = false;
 		s->body_in_header = true;
 		s->produced = 0;
 		s->timeout_mark = 0;
@@ -532,7 +533,12 @@ static void body_convert(struct pop3_server *s, const uint8_t *p, size_t n)
 			buf_xappend(&s->out, ".", 1); /* RFC 1939 3: byte-stuff */
 		const uint8_t *lf = memchr(p + i, '\n', n - i);
 		size_t end = lf ? (size_t)(lf - p) : n;
-		bool empty_line = s->body_bol && end == i;
+		/* A file stored with CRLF (another Maildir tool) ends its header
+		 * with a line holding just a CR; that CR may come in a chunk of
+		 * its own, so remember it across chunks. */
+		if (end > i)
+			s->body_line_cr = s->body_bol && end - i == 1 && p[i] == '\r';
+		bool empty_line = (s->body_bol && end == i) || s->body_line_cr;
 		out_dot_line_piece(s, p + i, end - i);
 		if (!lf) {
 			if (end > i)
@@ -541,6 +547,7 @@ static void body_convert(struct pop3_server *s, const uint8_t *p, size_t n)
 		}
 		out_dot_line_piece(s, (const uint8_t *)"\r\n", 2);
 		s->body_bol = true;
+		s->body_line_cr = false;
 		i = end + 1;
 		if (!s->body_top)
 			continue;
