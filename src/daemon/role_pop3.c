@@ -187,13 +187,37 @@ static enum pop3_verdict op_apop(void *ctx, struct pop3_server *eng, const char 
 static bool op_scram_creds(void *ctx, const char *user, struct scram_creds *c)
 {
 	struct pop3_sess *s = ctx;
-	bool ok = accounts_scram_creds(s->base.srv->accounts, user, c);
+	return accounts_scram_creds(s->base.srv->accounts, user, c);
+}
+
+/* The engine judged a SCRAM proof (or a SASL exchange failed on its
+ * credentials): log it and hold a failure back like a wrong password. */
+static enum pop3_verdict op_sasl_done(void *ctx, struct pop3_server *eng, const char *mech,
+				      const char *user, bool ok)
+{
+	struct pop3_sess *s = ctx;
+	struct server *srv = s->base.srv;
+	(void)eng;
+	char u[200], m[40];
+	log_escape(user, strlen(user), u, sizeof u);
+	log_escape(mech, strlen(mech), m, sizeof m);
 	if (ok) {
+		throttle_success(srv->throttle, s->base.peer);
 		free(s->user);
-		if (!accounts_user_exists(s->base.srv->accounts, user, &s->user))
+		if (!accounts_user_exists(srv->accounts, user, &s->user))
 			s->user = xstrdup(user);
+		log_info("%s pop3 login user=%s method=%s client=%s", s->base.id, u, m,
+			 s->base.peer);
+		return POP3_OK;
 	}
-	return ok;
+	throttle_failure(srv->throttle, s->base.peer, time_mono_ms());
+	log_info("%s pop3 login failed user=%s method=%s client=%s", s->base.id, u, m,
+		 s->base.peer);
+	unsigned delay = throttle_delay_ms(srv->throttle, s->base.peer, time_mono_ms());
+	if (!delay)
+		return POP3_REJECTED;
+	s->delay = ev_timer_add(srv->ev, delay, delay_done, s);
+	return POP3_PENDING;
 }
 
 static enum pop3_verdict op_maildrop_open(void *ctx, struct pop3_server *eng, const char *user)
@@ -323,6 +347,7 @@ static const struct pop3_server_ops pop3_ops = {
 	.login = op_login,
 	.apop = op_apop,
 	.scram_creds = op_scram_creds,
+	.sasl_done = op_sasl_done,
 	.maildrop_open = op_maildrop_open,
 	.msg_count = op_msg_count,
 	.msg_info = op_msg_info,

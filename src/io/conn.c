@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -62,7 +64,8 @@ struct conn {
 	struct ev_timer *timer;
 	struct ev_timer *again; /* TLS plaintext left inside OpenSSL: read again soon */
 	uint64_t timer_at;
-	uint64_t last_input;
+	uint64_t last_input; /* last sign of life: input, or output the client took */
+	int last_outq;       /* kernel send queue at the last idle check */
 	uint64_t hs_deadline;
 	uint64_t close_deadline;
 	struct buf in;
@@ -210,6 +213,7 @@ static int flush(struct conn *c)
 			int r = SSL_write(c->ssl, out->data, n);
 			if (r > 0) {
 				buf_consume(out, (size_t)r);
+				c->last_input = ev_now_ms(c->ev); /* a reading client is alive */
 				continue;
 			}
 			int e = SSL_get_error(c->ssl, r);
@@ -225,6 +229,7 @@ static int flush(struct conn *c)
 		ssize_t r = send(c->fd, out->data, out->len, MSG_NOSIGNAL);
 		if (r >= 0) {
 			buf_consume(out, (size_t)r);
+			c->last_input = ev_now_ms(c->ev); /* a reading client is alive */
 			continue;
 		}
 		if (errno == EINTR)
@@ -473,6 +478,15 @@ static int on_timer(struct conn *c)
 		c->io_error = true;
 		mark_dead(c, "timeout writing output");
 		return -1;
+	}
+	/* A client still draining a big response from the kernel's send queue
+	 * (a slow RETR or FETCH) is not idle: only a queue that did not move
+	 * during a whole idle period is. */
+	int outq = 0;
+	if (ioctl(c->fd, SIOCOUTQ, &outq) == 0 && outq > 0 && outq != c->last_outq) {
+		c->last_outq = outq;
+		c->last_input = now;
+		return 0;
 	}
 	c->last_input = now;
 	c->ops->timeout(c->sess); /* queues a goodbye and wants CLOSE */

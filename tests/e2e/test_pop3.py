@@ -1074,8 +1074,6 @@ def test_failed_logins_are_slowed_down(tern3, clients):
     assert failed_login_time(tern3, clients) < times[3] - 0.3
 
 
-@pytest.mark.xfail(strict=True, reason="SCRAM-SHA-256 failures bypass the shared throttle: "
-                   "role_pop3.c never learns of them (the engine ends the exchange itself)")
 def test_scram_failures_are_slowed_down(tern3, clients):
     """SCRAM failures count in the shared throttle like password failures."""
     times = []
@@ -1241,9 +1239,6 @@ def small_rcvbuf_client(t):
 BIG = b"Subject: big\n\n" + b"".join(b"%07d some text to fill the line\n" % i for i in range(80000))
 
 
-@pytest.mark.xfail(strict=True, reason="the idle timer counts only input: once the engine has "
-                   "produced the whole response into the socket buffers, pop3_timeout fires while "
-                   "the client is still downloading it and the session is closed before QUIT")
 def test_timeout_spares_a_slow_reader(pop3):
     """A download that takes longer than pop3_timeout is not inactivity: the
     client must still be able to DELE and QUIT afterwards (else a big message

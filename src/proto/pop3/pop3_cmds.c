@@ -218,11 +218,29 @@ void pop3_sasl_end(struct pop3_server *s)
 	s->sasl_mech = NULL;
 	free(s->sasl_user);
 	s->sasl_user = NULL;
+	free(s->sasl_claimed);
+	s->sasl_claimed = NULL;
 	if (s->sasl_pass) {
 		memset(s->sasl_pass, 0, strlen(s->sasl_pass));
 		free(s->sasl_pass);
 		s->sasl_pass = NULL;
 	}
+}
+
+/* Let the app see the end of an exchange the engine judged itself (so it
+ * can log it and slow failures down), then finish it as a login. */
+static void sasl_done(struct pop3_server *s, bool ok)
+{
+	const char *who = ok ? s->sasl_user : (s->sasl_user ? s->sasl_user : s->sasl_claimed);
+	char *user = xstrdup(who ? who : "");
+	char *mech = xstrdup(s->sasl_mech);
+	pop3_sasl_end(s);
+	free(s->login_user);
+	s->login_user = user;
+	s->login_denied = !ok;
+	enum pop3_verdict v = s->ops->sasl_done(s->ctx, s, mech, user, ok);
+	free(mech);
+	pop3_verdict(s, P3_PEND_LOGIN, v);
 }
 
 static void challenge(struct pop3_server *s, const uint8_t *p, size_t n)
@@ -290,6 +308,10 @@ static void auth_step(struct pop3_server *s, const uint8_t *in, size_t n, bool h
 {
 	if (has_input && !s->sasl_had_input) {
 		s->sasl_had_input = true;
+		if (ascii_strcasecmp(s->sasl_mech, "SCRAM-SHA-256") == 0) {
+			free(s->sasl_claimed);
+			s->sasl_claimed = pop3_scram_username(in, n);
+		}
 		char *user = NULL;
 		if (s->ops->scram_prepare && ascii_strcasecmp(s->sasl_mech, "SCRAM-SHA-256") == 0 &&
 		    (user = pop3_scram_username(in, n)) != NULL) {
@@ -339,6 +361,10 @@ static void auth_step(struct pop3_server *s, const uint8_t *in, size_t n, bool h
 		}
 		return;
 	case SASL_FAIL:
+		if (s->ops->sasl_done) {
+			sasl_done(s, false);
+			return;
+		}
 		sasl_failed(s, true, "Authentication failed");
 		return;
 	case SASL_BAD:
@@ -369,6 +395,10 @@ void pop3_sasl_line(struct pop3_server *s, const char *l, size_t len)
 	if (s->sasl_final) {
 		if (len != 0) {
 			sasl_failed(s, true, "Authentication failed");
+			return;
+		}
+		if (s->ops->sasl_done) {
+			sasl_done(s, true);
 			return;
 		}
 		char *u = xstrdup(s->sasl_user);

@@ -65,6 +65,7 @@ struct pop3_server {
 	char *user;        /* USER argument (AUTHORIZATION) or authenticated user */
 	bool user_given;   /* USER was the previous command */
 	char *login_user;  /* whose credentials are being checked */
+	bool login_denied; /* P3_PEND_LOGIN for a failed SASL exchange: never OK */
 
 	/* AUTH exchange (RFC 5034). */
 	struct sasl *sasl;
@@ -73,6 +74,7 @@ struct pop3_server {
 	char *sasl_mech;     /* "PLAIN", "LOGIN", "SCRAM-SHA-256" */
 	char *sasl_pass;     /* PLAIN/LOGIN password, checked after the exchange */
 	char *sasl_user;
+	char *sasl_claimed; /* the user a SCRAM client-first names (for sasl_done) */
 	bool sasl_had_input; /* the first client message has been seen */
 	struct buf sasl_in;  /* SCRAM client-first kept while scram_prepare is pending */
 

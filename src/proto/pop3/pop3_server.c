@@ -339,13 +339,14 @@ static void complete(struct pop3_server *s, enum pop3_pend kind, bool ok)
 {
 	switch (kind) {
 	case P3_PEND_LOGIN:
-		if (ok) {
+		if (ok && !s->login_denied) {
 			char *u = s->login_user;
 			s->login_user = NULL;
 			pop3_auth_ok(s, u);
 			free(u);
 			return; /* the reply comes with the maildrop */
 		}
+		s->login_denied = false;
 		emit_reject(s, "AUTH", "Authentication failed");
 		free(s->login_user);
 		s->login_user = NULL;

@@ -82,6 +82,14 @@ struct pop3_server_ops {
 	 * (e.g. [SYS/TEMP]) ends the AUTH command with it. */
 	enum pop3_verdict (*scram_prepare)(void *ctx, struct pop3_server *s, const char *user);
 
+	/* Optional: a SASL exchange the engine decided itself (SCRAM-SHA-256's
+	 * proof, or any mechanism failing on credentials) has ended. user is
+	 * the identity the client claimed ("" if unknown). For ok, OK accepts
+	 * the login; for !ok the login fails whatever the verdict (REJECTED, or
+	 * PENDING to hold the -ERR back, e.g. for the failed-login delay). */
+	enum pop3_verdict (*sasl_done)(void *ctx, struct pop3_server *s, const char *mech,
+				       const char *user, bool ok);
+
 	/* The user authenticated: open and lock the maildrop. REJECTED with a
 	 * reply such as [IN-USE] (RFC 2449 8.1.2) or [SYS/TEMP]; the session
 	 * stays in AUTHORIZATION. After OK the engine calls msg_count once and
