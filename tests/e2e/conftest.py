@@ -182,7 +182,8 @@ def make_tern(tmp_path):
 
 
 class Lines:
-    """Raw SMTP line client: send bytes, read CRLF replies (multi-line aware)."""
+    """Raw line client: send bytes, read CRLF lines; SMTP replies (multi-line
+    aware) with reply()/cmd(). test_pop3.P3 builds on it."""
 
     def __init__(self, sock):
         self.sock = sock
@@ -193,7 +194,8 @@ class Lines:
             data = data.encode()
         self.sock.sendall(data)
 
-    def line(self, timeout=10):
+    def rawline(self, timeout=10):
+        """The next line as bytes, without its CRLF."""
         self.sock.settimeout(timeout)
         while b"\r\n" not in self.buf:
             chunk = self.sock.recv(65536)
@@ -201,7 +203,10 @@ class Lines:
                 raise EOFError("connection closed; pending: %r" % self.buf)
             self.buf += chunk
         line, self.buf = self.buf.split(b"\r\n", 1)
-        return line.decode("utf-8", "replace")
+        return line
+
+    def line(self, timeout=10):
+        return self.rawline(timeout).decode("utf-8", "replace")
 
     def reply(self, timeout=10):
         """One full reply: returns (code, [lines])."""

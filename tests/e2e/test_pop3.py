@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import TERN, Tern
+from conftest import TERN, Lines, Tern
 
 SEED_DOMAIN = "dbc.mtview.ca.us"
 MROSE = ("mrose@dbc.mtview.ca.us", "tanstaaf")
@@ -37,30 +37,8 @@ def tls_ctx():
     return ctx
 
 
-class P3:
+class P3(Lines):
     """Raw POP3 line client: single-line and multi-line responses, raw bytes kept."""
-
-    def __init__(self, sock):
-        self.sock = sock
-        self.buf = b""
-
-    def send(self, data):
-        if isinstance(data, str):
-            data = data.encode()
-        self.sock.sendall(data)
-
-    def rawline(self, timeout=10):
-        self.sock.settimeout(timeout)
-        while b"\r\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("connection closed; pending: %r" % self.buf)
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def line(self, timeout=10):
-        return self.rawline(timeout).decode("utf-8", "replace")
 
     def cmd(self, text, timeout=10):
         self.send(text + "\r\n")
@@ -80,19 +58,6 @@ class P3:
         """Lines of a multi-line response, dot-stuffing removed."""
         raw = self.multi_raw(timeout)
         return [l[1:] if l.startswith(".") else l for l in raw.decode().split("\r\n")[:-1]]
-
-    def closed(self, timeout=5):
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buf += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
 
     def starttls(self):
         assert self.buf == b"", self.buf
