@@ -440,6 +440,48 @@ void dns_result_free(struct dns_result **resp)
 	free(res);
 }
 
+static bool addr_eq(const struct dns_addr *a, const struct dns_addr *b)
+{
+	if (a->family != b->family)
+		return false;
+	return a->family == AF_INET ? a->u.v4.s_addr == b->u.v4.s_addr
+				    : memcmp(&a->u.v6, &b->u.v6, sizeof a->u.v6) == 0;
+}
+
+static bool host_is_self(const struct dns_host *h, const char *const *names, size_t nnames,
+			 const struct dns_addr *addrs, size_t naddrs)
+{
+	for (size_t i = 0; i < nnames; i++)
+		if (ascii_strcasecmp(h->name, names[i]) == 0)
+			return true;
+	for (size_t i = 0; i < h->naddrs; i++)
+		for (size_t j = 0; j < naddrs; j++)
+			if (addr_eq(&h->addrs[i], &addrs[j]))
+				return true;
+	return false;
+}
+
+size_t dns_result_cut_self(struct dns_result *res, const char *const *names, size_t nnames,
+			   const struct dns_addr *addrs, size_t naddrs)
+{
+	size_t cut = res->nhosts;
+	for (size_t i = 0; i < res->nhosts; i++) {
+		if (host_is_self(&res->hosts[i], names, nnames, addrs, naddrs)) {
+			cut = i;
+			break;
+		}
+	}
+	/* Hosts are sorted by preference: back up to the first of our level. */
+	while (cut > 0 && cut < res->nhosts && res->hosts[cut - 1].pref == res->hosts[cut].pref)
+		cut--;
+	for (size_t i = cut; i < res->nhosts; i++) {
+		free(res->hosts[i].name);
+		free(res->hosts[i].addrs);
+	}
+	res->nhosts = cut;
+	return cut;
+}
+
 static void schedule_kick(struct dns *d)
 {
 	if (!d->kick && d->depth == 0)
@@ -707,9 +749,12 @@ static void mx_answer(struct dns_req *r, unsigned char *abuf, int alen)
 		     xasprintf("MX lookup for %s: %s", r->name, ares_strerror(status)));
 		return;
 	}
-	r->hosts = xcalloc(MAX_MX_RECORDS, sizeof *r->hosts);
+	size_t nmx = 0;
+	for (struct ares_mx_reply *m = mx; m && nmx < MAX_MX_RECORDS; m = m->next)
+		nmx++;
+	r->hosts = xcalloc(nmx, sizeof *r->hosts);
 	size_t seen = 0, nnull = 0;
-	for (struct ares_mx_reply *m = mx; m && seen < MAX_MX_RECORDS; m = m->next, seen++) {
+	for (struct ares_mx_reply *m = mx; m && seen < nmx; m = m->next, seen++) {
 		char name[DNS_MAX_NAME + 1];
 		const char *why;
 		size_t len = strlen(m->host);
@@ -728,7 +773,7 @@ static void mx_answer(struct dns_req *r, unsigned char *abuf, int alen)
 			note_add(r, "MX %s: an IP address, not a host name", name);
 			continue;
 		}
-		add_host(r, name, m->priority, MAX_MX_RECORDS);
+		add_host(r, name, m->priority, nmx);
 	}
 	ares_free_data(mx);
 	if (r->nhosts == 0) {

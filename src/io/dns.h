@@ -34,8 +34,11 @@ struct dns_settings {
 	 * address, "[v6]:port" for a port with IPv6), or NULL/"" for the
 	 * nameservers of /etc/resolv.conf. Port 53 when not given. */
 	const char *servers;
-	unsigned timeout_ms; /* first try's timeout per server; 0 = c-ares default */
-	unsigned tries;	     /* attempts per server; 0 = c-ares default */
+	/* 0 = the resolv.conf options or c-ares' defaults (5 s, 4 tries; the
+	 * timeout doubles per round, so up to 75 s per server for each of the
+	 * two lookup stages). The daemon should set something like 2000 ms, 3. */
+	unsigned timeout_ms; /* first try's timeout per server */
+	unsigned tries;	     /* attempts per server */
 };
 
 enum dns_status {
@@ -100,6 +103,14 @@ struct dns_req *dns_mx_targets(struct dns *d, const char *p, size_t n, unsigned 
 void dns_cancel(struct dns_req **r);
 
 void dns_result_free(struct dns_result **res);
+
+/* RFC 5321 5.1: if this host is one of the MX hosts (by name, ASCII case
+ * ignored, or by any of its addresses), drop it and every host of the same or
+ * a worse preference. names: our host names; addrs: our addresses (either may
+ * be empty). Returns the number of hosts left; 0 when some were there before
+ * means the mail would loop back to us: an error (bounce, 5.4.6). */
+size_t dns_result_cut_self(struct dns_result *res, const char *const *names, size_t nnames,
+			   const struct dns_addr *addrs, size_t naddrs);
 
 /* ---- helpers, exported for tests and fuzzing ---- */
 

@@ -91,6 +91,7 @@ static const struct zrec zone[] = {
 	{ "tempmx.test", Z_REC, T_MX, "20 servfail.test" },
 	{ "dupmx.test", Z_REC, T_MX, "20 mx2.order.test" },
 	{ "dupmx.test", Z_REC, T_MX, "10 MX2.order.test" },
+	{ "weirdmx.test", Z_REC, T_MX, "10 we\"ird.test" },
 	{ "halfmx.test", Z_REC, T_MX, "10 half.halfmx.test" },
 	{ "half.halfmx.test", Z_REC, T_A, "192.0.2.13" },
 	{ "half.halfmx.test", Z_SERVFAIL, T_AAAA, NULL },
@@ -580,6 +581,7 @@ static const struct case_ cases[] = {
 	  false },
 	{ "dupmx.test", DNS_OK, NULL, "mx2.order.test:10:192.0.2.2", NULL, false },
 	{ "halfmx.test", DNS_OK, NULL, "half.halfmx.test:10:192.0.2.13", NULL, false },
+	{ "weirdmx.test", DNS_PERMFAIL, "5.4.4", "", "invalid character", false },
 	{ "[192.0.2.77]", DNS_OK, NULL, "192.0.2.77:0:192.0.2.77", NULL, false },
 	{ "[IPv6:2001:db8::77]", DNS_OK, NULL, "2001:db8::77:0:2001:db8::77", NULL, false },
 	{ "[ipv6:::1]", DNS_OK, NULL, "::1:0:::1", NULL, false },
@@ -904,6 +906,37 @@ static void test_never_inline(void **state)
 	fx_free(f);
 }
 
+/* RFC 5321 5.1: our own MX entry and every worse one are dropped. */
+static void test_cut_self(void **state)
+{
+	(void)state;
+	struct fx *f = fx_new();
+	ask(f, "order.test", 0);
+	ask(f, "order.test", 1);
+	ask(f, "order.test", 2);
+	ask(f, "equal.test", 3);
+	fx_run(f, 4);
+	char got[512];
+	const char *names[] = { "other.test", "MX2.Order.Test" };
+	assert_int_equal(dns_result_cut_self(f->got[0].res, names, 2, NULL, 0), 1);
+	render(f->got[0].res, got, sizeof got);
+	assert_string_equal(got, "mx1.order.test:10:2001:db8::1,192.0.2.1,192.0.2.11");
+
+	struct dns_addr me = { .family = AF_INET6 };
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8::1", &me.u.v6), 1);
+	assert_int_equal(dns_result_cut_self(f->got[1].res, NULL, 0, &me, 1), 0); /* loop */
+
+	me.family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, "192.0.2.9", &me.u.v4), 1);
+	assert_int_equal(dns_result_cut_self(f->got[2].res, names, 1, &me, 1), 3); /* not us */
+
+	/* One of several equal-preference hosts: the whole level goes. */
+	assert_int_equal(inet_pton(AF_INET, "192.0.2.23", &me.u.v4), 1);
+	assert_int_equal(dns_result_cut_self(f->got[3].res, NULL, 0, &me, 1), 1);
+	assert_string_equal(f->got[3].res->hosts[0].name, "first.equal.test");
+	fx_free(f);
+}
+
 /* ---- parsers ---- */
 
 static void test_check_name(void **state)
@@ -1097,6 +1130,7 @@ int main(void)
 		cmocka_unit_test(test_free_in_callback),
 		cmocka_unit_test(test_cancel_in_callback),
 		cmocka_unit_test(test_never_inline),
+		cmocka_unit_test(test_cut_self),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
