@@ -764,6 +764,8 @@ static void test_failover(void **state)
 	ask(f, "plain.test", 0);
 	fx_run(f, 1);
 	assert_int_equal(f->got[0].res->status, DNS_OK);
+	uint8_t q[512];
+	assert_true(recv(dead, q, sizeof q, MSG_DONTWAIT) > 12); /* it was asked first */
 	fx_free(f);
 	close(dead);
 }
@@ -859,11 +861,19 @@ static void test_free_in_callback(void **state)
 	fx_run_for(f, 20);
 	fx_free(f);
 
-	f = fx_new();
+	f = fx_new(); /* from an fd event */
 	dns_mx_targets(f->dns, "order.test", 10, 0, free_cb, f);
 	dns_mx_targets(f->dns, "drop.test", 9, 0, never_cb, NULL);
 	fx_run(f, 1);
 	assert_null(f->dns);
+	fx_free(f);
+
+	f = fx_new(); /* from the timeout timer */
+	dns_mx_targets(f->dns, "drop.test", 9, 0, free_cb, f);
+	dns_mx_targets(f->dns, "order.test", 10, 0, got_cb, &f->got[0]);
+	fx_run(f, 2);
+	assert_null(f->dns);
+	assert_int_equal(f->got[0].calls, 1);
 	fx_free(f);
 }
 
