@@ -65,6 +65,7 @@ struct dns_req {
 	bool cancelled, done;
 	struct dns_result *res; /* set when done */
 	bool implicit;
+	bool direct; /* dns_host_addrs: no MX step */
 	struct mxhost *hosts;
 	size_t nhosts;
 	char note[NOTE_MAX]; /* skipped MX records, for the message */
@@ -583,8 +584,20 @@ static void finish(struct dns_req *r)
 		} else {
 			snprintf(why, sizeof why, "%s: no address record", h->name);
 		}
-		if (!r->implicit)
+		if (!r->implicit && !r->direct)
 			note_add(r, "%s", why);
+	}
+	if (usable == 0 && r->direct) {
+		const struct mxhost *h = &r->hosts[0];
+		bool nx = (h->st4 == FAM_SKIP || h->err4 == ARES_ENOTFOUND) &&
+			  (h->st6 == FAM_SKIP || h->err6 == ARES_ENOTFOUND);
+		if (temp)
+			fail(r, DNS_TEMPFAIL, "4.4.3", xasprintf("%s", why));
+		else
+			fail(r, DNS_PERMFAIL, nx ? "5.1.2" : "5.4.4",
+			     nx ? xasprintf("host %s does not exist", r->name)
+				: xasprintf("%s: no A/AAAA record", r->name));
+		return;
 	}
 	if (usable == 0) {
 		char *msg;
@@ -814,8 +827,7 @@ static void mx_cb(void *arg, int status, int timeouts, unsigned char *abuf, int 
 	}
 }
 
-struct dns_req *dns_mx_targets(struct dns *d, const char *p, size_t n, unsigned flags,
-			       dns_mx_cb *cb, void *ctx)
+static struct dns_req *req_new(struct dns *d, unsigned flags, dns_mx_cb *cb, void *ctx)
 {
 	ASSERT(!d->dying && cb);
 	ASSERT((flags & (DNS_F_NO_IPV4 | DNS_F_NO_IPV6)) != (DNS_F_NO_IPV4 | DNS_F_NO_IPV6));
@@ -828,42 +840,93 @@ struct dns_req *dns_mx_targets(struct dns *d, const char *p, size_t n, unsigned 
 	if (r->next)
 		r->next->prev = r;
 	d->reqs = r;
+	return r;
+}
 
-	const char *why;
-	struct dns_addr lit;
-	int k = dns_parse_literal(p, n, &lit, &why);
-	if (k != 0) {
-		if (k < 0) {
-			fail(r, DNS_PERMFAIL, "5.1.2", xasprintf("%s", why));
-		} else if ((lit.family == AF_INET && (flags & DNS_F_NO_IPV4)) ||
-			   (lit.family == AF_INET6 && (flags & DNS_F_NO_IPV6))) {
-			fail(r, DNS_PERMFAIL, "5.4.4",
-			     xasprintf("address literal of a disabled address family"));
-		} else {
-			struct dns_result *res = result_new(DNS_OK, NULL);
-			res->literal = true;
-			res->nhosts = 1;
-			res->hosts = xcalloc(1, sizeof *res->hosts);
-			char s[INET6_ADDRSTRLEN];
-			dns_addr_str(&lit, s, sizeof s);
-			res->hosts[0].name = xstrdup(s);
-			res->hosts[0].naddrs = 1;
-			res->hosts[0].addrs = xmalloc(sizeof lit);
-			res->hosts[0].addrs[0] = lit;
-			req_done(r, res);
-		}
-	} else if (dns_check_name(p, n, r->name, &why) < 0) {
-		fail(r, DNS_PERMFAIL, "5.1.2", xasprintf("%s", why));
-	} else if (looks_like_ip(r->name)) {
-		fail(r, DNS_PERMFAIL, "5.1.2",
-		     xasprintf("%s: an IP address must be written as [literal]", r->name));
-	} else {
-		start_query(r, r->name, 15 /* T_MX */, 0, 0);
+/* Finish r with a single address and no DNS. */
+static void literal_done(struct dns_req *r, const struct dns_addr *lit)
+{
+	if ((lit->family == AF_INET && (r->flags & DNS_F_NO_IPV4)) ||
+	    (lit->family == AF_INET6 && (r->flags & DNS_F_NO_IPV6))) {
+		fail(r, DNS_PERMFAIL, "5.4.4", xasprintf("address of a disabled address family"));
+		return;
 	}
+	struct dns_result *res = result_new(DNS_OK, NULL);
+	res->literal = true;
+	res->nhosts = 1;
+	res->hosts = xcalloc(1, sizeof *res->hosts);
+	char s[INET6_ADDRSTRLEN];
+	dns_addr_str(lit, s, sizeof s);
+	res->hosts[0].name = xstrdup(s);
+	res->hosts[0].naddrs = 1;
+	res->hosts[0].addrs = xmalloc(sizeof *lit);
+	res->hosts[0].addrs[0] = *lit;
+	req_done(r, res);
+}
+
+/* Common tail: callbacks of requests already done run from the loop. */
+static struct dns_req *req_started(struct dns_req *r)
+{
+	struct dns *d = r->d;
 	if (d->done_head)
 		schedule_kick(d);
 	rearm(d);
 	return r;
+}
+
+struct dns_req *dns_mx_targets(struct dns *d, const char *p, size_t n, unsigned flags,
+			       dns_mx_cb *cb, void *ctx)
+{
+	struct dns_req *r = req_new(d, flags, cb, ctx);
+	const char *why;
+	struct dns_addr lit;
+	int k = dns_parse_literal(p, n, &lit, &why);
+	if (k > 0)
+		literal_done(r, &lit);
+	else if (k < 0)
+		fail(r, DNS_PERMFAIL, "5.1.2", xasprintf("%s", why));
+	else if (dns_check_name(p, n, r->name, &why) < 0)
+		fail(r, DNS_PERMFAIL, "5.1.2", xasprintf("%s", why));
+	else if (looks_like_ip(r->name))
+		fail(r, DNS_PERMFAIL, "5.1.2",
+		     xasprintf("%s: an IP address must be written as [literal]", r->name));
+	else
+		start_query(r, r->name, 15 /* T_MX */, 0, 0);
+	return req_started(r);
+}
+
+struct dns_req *dns_host_addrs(struct dns *d, const char *p, size_t n, unsigned flags,
+			       dns_mx_cb *cb, void *ctx)
+{
+	struct dns_req *r = req_new(d, flags, cb, ctx);
+	r->direct = true;
+	const char *why;
+	struct dns_addr lit;
+	char ip[INET6_ADDRSTRLEN + 1];
+	int k = dns_parse_literal(p, n, &lit, &why);
+	if (k == 0 && n < sizeof ip && !memchr(p, '\0', n)) {
+		/* A bare address is fine here (a configured host, not an address). */
+		memcpy(ip, p, n);
+		ip[n] = '\0';
+		memset(&lit, 0, sizeof lit);
+		if (inet_pton(AF_INET, ip, &lit.u.v4) == 1)
+			lit.family = AF_INET;
+		else if (inet_pton(AF_INET6, ip, &lit.u.v6) == 1)
+			lit.family = AF_INET6;
+		k = lit.family ? 1 : 0;
+	}
+	if (k > 0) {
+		literal_done(r, &lit);
+	} else if (k < 0) {
+		fail(r, DNS_PERMFAIL, "5.1.2", xasprintf("%s", why));
+	} else if (dns_check_name(p, n, r->name, &why) < 0) {
+		fail(r, DNS_PERMFAIL, "5.1.2", xasprintf("%s", why));
+	} else {
+		r->hosts = xcalloc(1, sizeof *r->hosts);
+		add_host(r, r->name, 0, 1);
+		resolve_hosts(r);
+	}
+	return req_started(r);
 }
 
 void dns_cancel(struct dns_req **rp)

@@ -98,6 +98,14 @@ void dns_free(struct dns **d);
  * Returns a handle for dns_cancel, valid until cb has started. Never NULL. */
 struct dns_req *dns_mx_targets(struct dns *d, const char *p, size_t n, unsigned flags,
 			       dns_mx_cb *cb, void *ctx);
+/* Resolve one host name (p,n) to its A/AAAA addresses, without MX (a
+ * configured relay_host, say). A bare IPv4/IPv6 address or an address literal
+ * is returned as is (literal set). Same result shape and rules as
+ * dns_mx_targets: one host, preference 0; a host that does not exist is
+ * DNS_PERMFAIL "5.1.2", one without addresses DNS_PERMFAIL "5.4.4" (for a
+ * smarthost the caller may prefer to treat both as temporary). */
+struct dns_req *dns_host_addrs(struct dns *d, const char *p, size_t n, unsigned flags,
+			       dns_mx_cb *cb, void *ctx);
 /* Forget a pending request: its callback will not run. NULLs *r; safe on NULL.
  * Must not be called once the callback has started. */
 void dns_cancel(struct dns_req **r);

@@ -947,6 +947,48 @@ static void test_cut_self(void **state)
 	fx_free(f);
 }
 
+/* dns_host_addrs: A/AAAA of a host, no MX step. */
+static void test_host_addrs(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *host;
+		enum dns_status status;
+		const char *esc;
+		const char *want;
+	} t[] = {
+		{ "mx1.order.test", DNS_OK, NULL, "mx1.order.test:0:2001:db8::1,192.0.2.1,192.0.2.11" },
+		{ "Alias.Cname.Test.", DNS_OK, NULL, "alias.cname.test:0:192.0.2.7" },
+		{ "192.0.2.1", DNS_OK, NULL, "192.0.2.1:0:192.0.2.1" },
+		{ "2001:db8::9", DNS_OK, NULL, "2001:db8::9:0:2001:db8::9" },
+		{ "[IPv6:::1]", DNS_OK, NULL, "::1:0:::1" },
+		{ "half.halfmx.test", DNS_OK, NULL, "half.halfmx.test:0:192.0.2.13" },
+		{ "order.test", DNS_PERMFAIL, "5.4.4", "" }, /* MX only */
+		{ "nosuch.test", DNS_PERMFAIL, "5.1.2", "" },
+		{ "servfail.test", DNS_TEMPFAIL, "4.4.3", "" },
+		{ "bad..host", DNS_PERMFAIL, "5.1.2", "" },
+		{ "[1.2.3]", DNS_PERMFAIL, "5.1.2", "" },
+	};
+	struct fx *f = fx_new();
+	for (size_t i = 0; i < N_ELEMENTS(t); i++)
+		dns_host_addrs(f->dns, t[i].host, strlen(t[i].host), 0, got_cb, &f->got[i]);
+	fx_run(f, (unsigned)N_ELEMENTS(t));
+	for (size_t i = 0; i < N_ELEMENTS(t); i++) {
+		const struct dns_result *r = f->got[i].res;
+		char got[512];
+		render(r, got, sizeof got);
+		if (r->status != t[i].status || strcmp(got, t[i].want) != 0)
+			fail_msg("%s: status %d \"%s\" (%s)", t[i].host, r->status, got,
+				 r->msg ? r->msg : "");
+		if (t[i].esc) {
+			assert_string_equal(r->esc, t[i].esc);
+			assert_non_null(r->msg);
+		}
+		assert_false(r->implicit_mx);
+	}
+	fx_free(f);
+}
+
 /* ---- parsers ---- */
 
 static void test_check_name(void **state)
@@ -1141,6 +1183,7 @@ int main(void)
 		cmocka_unit_test(test_cancel_in_callback),
 		cmocka_unit_test(test_never_inline),
 		cmocka_unit_test(test_cut_self),
+		cmocka_unit_test(test_host_addrs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
