@@ -6,8 +6,8 @@
  *
  * Invariants:
  * - A request's callback runs exactly once, later, from the loop (never from
- *   inside dns_mx_targets()), unless the request is cancelled or the resolver
- *   is freed first; then it never runs.
+ *   inside dns_mx_targets() or dns_host_addrs()), unless the request is
+ *   cancelled or the resolver is freed first; then it never runs.
  * - Queries go to the configured servers as given (no search list, no
  *   /etc/hosts), so the answer is the DNS's answer for exactly that name.
  * - Names are ASCII only (IDN A-labels pass; UTF-8 U-labels are refused). */
