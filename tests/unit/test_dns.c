@@ -120,7 +120,10 @@ static void gen_zone(void)
 
 static const struct zrec *zrec_at(size_t i)
 {
-	return i < N_ELEMENTS(zone) ? &zone[i] : i - N_ELEMENTS(zone) < ngen ? &gen[i - N_ELEMENTS(zone)] : NULL;
+	if (i < N_ELEMENTS(zone))
+		return &zone[i];
+	i -= N_ELEMENTS(zone);
+	return i < ngen ? &gen[i] : NULL;
 }
 
 static char manyaddr[30][40];
