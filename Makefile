@@ -27,7 +27,7 @@ LDFLAGS += -fsanitize=address,undefined
 else
 CFLAGS  += -D_FORTIFY_SOURCE=2
 endif
-LDLIBS  := -lssl -lcrypto -lsqlite3 -lcrypt -lz -lpthread
+LDLIBS  := -lssl -lcrypto -lsqlite3 -lcrypt -lz -lcares -lpthread
 
 MAIN_SRC := src/daemon/main.c
 LIB_SRCS := $(filter-out $(MAIN_SRC),$(sort $(wildcard src/*/*.c src/proto/*/*.c)))
