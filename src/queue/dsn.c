@@ -153,16 +153,21 @@ static void put_diagnostic(struct buf *b, const struct dsn_rcpt *r, bool utf8)
 		return;
 	}
 	const char *p = r->text, *end = p + strlen(p);
-	for (int line = 0; p < end && line < DIAG_LINES_MAX; line++) {
+	int lines = 0;
+	while (p < end && lines < DIAG_LINES_MAX) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
 		if (n > 0 && p[n - 1] == '\r')
 			n--;
-		if (line > 0)
-			buf_xappend(b, "\n ", 2);
-		put_clean(b, p, n, FIELD_MAX, utf8);
+		if (n > 0) { /* an empty continuation line would be obs-FWS */
+			if (lines++ > 0)
+				buf_xappend(b, "\n ", 2);
+			put_clean(b, p, n, FIELD_MAX, utf8);
+		}
 		p = nl != NULL ? nl + 1 : end;
 	}
+	if (lines == 0)
+		buf_xprintf(b, "%d", r->code);
 	buf_xappend(b, "\n", 1);
 }
 
@@ -180,14 +185,17 @@ static void put_reason(struct buf *b, const struct dsn_rcpt *r, bool utf8)
 		buf_xprintf(b, " said:\n");
 	}
 	const char *p = r->text, *end = p + strlen(p);
-	for (int line = 0; p < end && line < 5; line++) {
+	for (int lines = 0; p < end && lines < 5;) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n = nl != NULL ? (size_t)(nl - p) : (size_t)(end - p);
 		if (n > 0 && p[n - 1] == '\r')
 			n--;
-		buf_xprintf(b, "    ");
-		put_clean(b, p, n, 200, utf8);
-		buf_xappend(b, "\n", 1);
+		if (n > 0) {
+			buf_xprintf(b, "    ");
+			put_clean(b, p, n, 200, utf8);
+			buf_xappend(b, "\n", 1);
+			lines++;
+		}
 		p = nl != NULL ? nl + 1 : end;
 	}
 }
