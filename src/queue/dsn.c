@@ -16,9 +16,9 @@
 #include "base/util.h"
 #include "mime/message.h"
 
-#define FIELD_MAX 900      /* longest value we copy into one line */
+#define FIELD_MAX      900 /* longest value we copy into one line */
 #define DIAG_LINES_MAX 30  /* reply lines kept in Diagnostic-Code */
-#define MSGID_MAX 250
+#define MSGID_MAX      250
 
 static bool is_ascii(const char *s)
 {
@@ -233,7 +233,8 @@ static void find_msgid(const uint8_t *h, size_t n, struct buf *out)
 			s++;
 		while (e > s && (v.data[e - 1] == ' ' || v.data[e - 1] == '\t'))
 			e--;
-		bool ok = e - s >= 3 && e - s <= MSGID_MAX && v.data[s] == '<' && v.data[e - 1] == '>';
+		bool ok =
+		    e - s >= 3 && e - s <= MSGID_MAX && v.data[s] == '<' && v.data[e - 1] == '>';
 		for (size_t i = s; ok && i < e; i++)
 			ok = v.data[i] > 0x20 && v.data[i] < 0x7f;
 		buf_clear(out);
@@ -259,16 +260,16 @@ static void put_human(struct buf *b, const struct dsn_input *in, bool utf8, bool
 		enum queue_action a;
 		const char *intro;
 	} groups[] = {
-		{ QUEUE_ACTION_FAILED, "Your message could not be delivered to the following "
-				       "recipients.\nNo further attempts will be made." },
-		{ QUEUE_ACTION_DELAYED, "Your message has not been delivered yet to the following "
-					"recipients.\nDelivery is still being attempted; you do "
-					"not need to send it again." },
-		{ QUEUE_ACTION_DELIVERED, "Your message was delivered to the following "
-					  "recipients." },
-		{ QUEUE_ACTION_RELAYED, "Your message was passed on to the mail systems of the "
-					"following recipients,\nwhich will not send further "
-					"notifications." },
+	    {QUEUE_ACTION_FAILED, "Your message could not be delivered to the following "
+				  "recipients.\nNo further attempts will be made."},
+	    {QUEUE_ACTION_DELAYED, "Your message has not been delivered yet to the following "
+				   "recipients.\nDelivery is still being attempted; you do "
+				   "not need to send it again."},
+	    {QUEUE_ACTION_DELIVERED, "Your message was delivered to the following "
+				     "recipients."},
+	    {QUEUE_ACTION_RELAYED, "Your message was passed on to the mail systems of the "
+				   "following recipients,\nwhich will not send further "
+				   "notifications."},
 	};
 	for (size_t g = 0; g < N_ELEMENTS(groups); g++) {
 		bool any = false;
@@ -304,7 +305,8 @@ int dsn_build(const struct dsn_input *in, struct buf *out, struct dsn_result *re
 	if (in->sender == NULL || in->sender[0] == '\0')
 		return 0;
 	size_t reported = 0;
-	bool has_failed = false, has_delayed = false, global = !is_ascii(in->sender) || !is_ascii(in->envid);
+	bool has_failed = false, has_delayed = false,
+	     global = !is_ascii(in->sender) || !is_ascii(in->envid);
 	for (size_t i = 0; i < in->n_rcpts; i++) {
 		const struct dsn_rcpt *r = &in->rcpts[i];
 		if (action_name(r->action) == NULL)
@@ -317,8 +319,8 @@ int dsn_build(const struct dsn_input *in, struct buf *out, struct dsn_result *re
 	if (reported == 0)
 		return 0;
 	res_r->has_failed = has_failed;
-	const char *host = in->hostname != NULL && in->hostname[0] != '\0' ? in->hostname
-									     : "localhost";
+	const char *host =
+	    in->hostname != NULL && in->hostname[0] != '\0' ? in->hostname : "localhost";
 
 	/* What to return (RFC 3461 4.3, 6.2). */
 	bool have = in->orig != NULL;
@@ -350,7 +352,7 @@ int dsn_build(const struct dsn_input *in, struct buf *out, struct dsn_result *re
 	put_cstr(b, in->sender, true);
 	buf_xprintf(b, ">\n");
 	buf_xprintf(b, "Subject: %s\n",
-		    has_failed ? "Undelivered Mail Returned to Sender"
+		    has_failed	  ? "Undelivered Mail Returned to Sender"
 		    : has_delayed ? "Delayed Mail (still being retried)"
 				  : "Successful Mail Delivery Report");
 	buf_xprintf(b, "Date: %s\n", date);
@@ -363,8 +365,9 @@ int dsn_build(const struct dsn_input *in, struct buf *out, struct dsn_result *re
 	}
 	buf_xprintf(b, "Auto-Submitted: auto-replied\n");
 	buf_xprintf(b, "MIME-Version: 1.0\n");
-	buf_xprintf(b, "Content-Type: multipart/report; report-type=delivery-status;\n"
-		       "\tboundary=\"%s\"\n",
+	buf_xprintf(b,
+		    "Content-Type: multipart/report; report-type=delivery-status;\n"
+		    "\tboundary=\"%s\"\n",
 		    boundary);
 	buf_xprintf(b, "\nThis is a MIME-formatted delivery status notification.\n");
 
@@ -441,7 +444,8 @@ int dsn_build(const struct dsn_input *in, struct buf *out, struct dsn_result *re
 				    in->smtputf8 ? "message/global" : "message/rfc822");
 		else
 			buf_xprintf(b, "Content-Type: %s\n",
-				    in->smtputf8 ? "message/global-headers" : "text/rfc822-headers");
+				    in->smtputf8 ? "message/global-headers"
+						 : "text/rfc822-headers");
 		if (eight)
 			buf_xprintf(b, "Content-Transfer-Encoding: 8bit\n");
 		buf_xprintf(b, "Content-Description: %s\n\n",

@@ -30,45 +30,46 @@
 #include "queue/queue.h"
 
 struct dsn_rcpt {
-	const char *addr;          /* Final-Recipient: the envelope address */
-	const char *orcpt;         /* "addr-type;address" (decoded) or NULL */
-	enum queue_action action;  /* FAILED, DELAYED, DELIVERED or RELAYED (NONE: skipped) */
-	int code;                  /* last reply code; 0 = local failure or none */
-	const char *enhanced;      /* "x.y.z" or NULL: Status (derived if absent/unfit) */
-	const char *text;          /* reply text (queue_error.text) or NULL */
-	const char *remote;        /* Remote-MTA, or NULL */
-	int64_t last_attempt;      /* Last-Attempt-Date, 0 = none */
-	int64_t will_retry_until;  /* Will-Retry-Until, delayed only, 0 = none */
+	const char *addr;	  /* Final-Recipient: the envelope address */
+	const char *orcpt;	  /* "addr-type;address" (decoded) or NULL */
+	enum queue_action action; /* FAILED, DELAYED, DELIVERED or RELAYED (NONE: skipped) */
+	int code;		  /* last reply code; 0 = local failure or none */
+	const char *enhanced;	  /* "x.y.z" or NULL: Status (derived if absent/unfit) */
+	const char *text;	  /* reply text (queue_error.text) or NULL */
+	const char *remote;	  /* Remote-MTA, or NULL */
+	int64_t last_attempt;	  /* Last-Attempt-Date, 0 = none */
+	int64_t will_retry_until; /* Will-Retry-Until, delayed only, 0 = none */
 };
 
 struct dsn_input {
-	const char *hostname;   /* Reporting-MTA; From: MAILER-DAEMON@hostname */
-	const char *sender;     /* the original envelope sender (the DSN's recipient) */
-	const char *envid;      /* decoded ENVID or NULL */
-	const char *queue_id;   /* for X-Tern-Queue-ID and the Message-ID, or NULL */
+	const char *hostname; /* Reporting-MTA; From: MAILER-DAEMON@hostname */
+	const char *sender;   /* the original envelope sender (the DSN's recipient) */
+	const char *envid;    /* decoded ENVID or NULL */
+	const char *queue_id; /* for X-Tern-Queue-ID and the Message-ID, or NULL */
 	enum queue_ret ret;
-	bool smtputf8;          /* original needed SMTPUTF8 */
-	bool eightbit;          /* original needed 8BITMIME */
-	int64_t arrival;        /* Arrival-Date, 0 = none */
-	int64_t now;            /* Date */
+	bool smtputf8;	 /* original needed SMTPUTF8 */
+	bool eightbit;	 /* original needed 8BITMIME */
+	int64_t arrival; /* Arrival-Date, 0 = none */
+	int64_t now;	 /* Date */
 	const struct dsn_rcpt *rcpts;
 	size_t n_rcpts;
-	const uint8_t *orig;    /* original content (storage form) or NULL if lost */
+	const uint8_t *orig; /* original content (storage form) or NULL if lost */
 	size_t orig_len;
-	bool orig_truncated;    /* orig is only a prefix of the message */
-	uint64_t max_return;    /* 0 = no limit */
+	bool orig_truncated; /* orig is only a prefix of the message */
+	uint64_t max_return; /* 0 = no limit */
 };
 
 struct dsn_result {
-	bool eightbit; /* the DSN needs 8BITMIME to be relayed */
-	bool smtputf8; /* the DSN needs SMTPUTF8 */
+	bool eightbit;	 /* the DSN needs 8BITMIME to be relayed */
+	bool smtputf8;	 /* the DSN needs SMTPUTF8 */
 	bool has_failed; /* at least one "failed" recipient */
 };
 
 /* Appends the DSN to out (storage form). 1 if built, 0 if nothing is to be
  * sent (null sender: RFC 3461 6.1 / RFC 5321 6.1, or no recipient with an
  * action), -1 if out is over its cap. */
-int dsn_build(const struct dsn_input *in, struct buf *out, struct dsn_result *res_r) ATTR_WARN_UNUSED;
+int dsn_build(const struct dsn_input *in, struct buf *out,
+	      struct dsn_result *res_r) ATTR_WARN_UNUSED;
 
 /* RFC 3461 4: xtext. Decode appends to out; -1 on malformed input (bad
  * "+XX", bytes outside "!".."~", '=' unescaped is fine) or cap. */

@@ -46,65 +46,65 @@
 #include "base/util.h"
 #include "queue/dsn.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION	1
 #define BUSY_TIMEOUT_MS 5000
-#define WRITE_BUF (64 * 1024)
+#define WRITE_BUF	(64 * 1024)
 
 /* Defaults (issue 6: queue_retry 5m, queue_lifetime 5d, delay warning 4h). */
-#define DEF_RETRY 300
+#define DEF_RETRY	300
 #define DEF_MAX_BACKOFF (4 * 3600)
-#define DEF_LIFETIME (5 * 86400)
-#define DEF_DELAY_WARN (4 * 3600)
-#define DEF_MAX_RETURN (1024 * 1024)
+#define DEF_LIFETIME	(5 * 86400)
+#define DEF_DELAY_WARN	(4 * 3600)
+#define DEF_MAX_RETURN	(1024 * 1024)
 
 /* Limits on what we store. RFC 5321 4.5.3.1.3: a path is at most 256
  * octets; RFC 3461 4.2/4.4: ORCPT 500, ENVID 100. */
 #define PATH_MAX_LEN 256
-#define ORCPT_MAX 500
-#define ENVID_MAX 100
-#define MAX_RCPTS 10000
+#define ORCPT_MAX    500
+#define ENVID_MAX    100
+#define MAX_RCPTS    10000
 #define ERR_TEXT_MAX 4096
 #define ENHANCED_MAX 15
-#define REMOTE_MAX 255
-#define REL_MAX 1024
+#define REMOTE_MAX   255
+#define REL_MAX	     1024
 
 static const char schema_v1[] =
-	"CREATE TABLE messages (\n"
-	"	id TEXT PRIMARY KEY,\n"
-	"	file TEXT NOT NULL UNIQUE,\n"
-	"	sender TEXT NOT NULL,\n"
-	"	envid TEXT,\n"
-	"	ret INTEGER NOT NULL,\n"
-	"	size INTEGER NOT NULL,\n"
-	"	wire_size INTEGER NOT NULL,\n"
-	"	eightbit INTEGER NOT NULL,\n"
-	"	smtputf8 INTEGER NOT NULL,\n"
-	"	arrival INTEGER NOT NULL,\n"
-	"	submitter TEXT\n"
-	");\n"
-	"CREATE TABLE rcpts (\n"
-	"	msg TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,\n"
-	"	idx INTEGER NOT NULL,\n"
-	"	addr TEXT NOT NULL,\n"
-	"	domain TEXT NOT NULL,\n"
-	"	orcpt TEXT,\n"
-	"	notify INTEGER NOT NULL,\n"
-	"	state TEXT NOT NULL CHECK (state IN ('queued','deferred','delivered','failed')),\n"
-	"	attempts INTEGER NOT NULL DEFAULT 0,\n"
-	"	next_attempt INTEGER NOT NULL DEFAULT 0,\n"
-	"	last_attempt INTEGER NOT NULL DEFAULT 0,\n"
-	"	err_code INTEGER NOT NULL DEFAULT 0,\n"
-	"	err_enhanced TEXT,\n"
-	"	err_text TEXT,\n"
-	"	err_remote TEXT,\n"
-	"	success INTEGER NOT NULL DEFAULT 0,\n"
-	"	delay_warned INTEGER NOT NULL DEFAULT 0,\n"
-	"	reported INTEGER NOT NULL DEFAULT 0,\n"
-	"	claimed INTEGER NOT NULL DEFAULT 0,\n"
-	"	PRIMARY KEY (msg, idx)\n"
-	");\n"
-	"CREATE INDEX rcpts_pending ON rcpts (next_attempt) WHERE state IN ('queued','deferred');\n"
-	"PRAGMA user_version = 1;\n";
+    "CREATE TABLE messages (\n"
+    "	id TEXT PRIMARY KEY,\n"
+    "	file TEXT NOT NULL UNIQUE,\n"
+    "	sender TEXT NOT NULL,\n"
+    "	envid TEXT,\n"
+    "	ret INTEGER NOT NULL,\n"
+    "	size INTEGER NOT NULL,\n"
+    "	wire_size INTEGER NOT NULL,\n"
+    "	eightbit INTEGER NOT NULL,\n"
+    "	smtputf8 INTEGER NOT NULL,\n"
+    "	arrival INTEGER NOT NULL,\n"
+    "	submitter TEXT\n"
+    ");\n"
+    "CREATE TABLE rcpts (\n"
+    "	msg TEXT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,\n"
+    "	idx INTEGER NOT NULL,\n"
+    "	addr TEXT NOT NULL,\n"
+    "	domain TEXT NOT NULL,\n"
+    "	orcpt TEXT,\n"
+    "	notify INTEGER NOT NULL,\n"
+    "	state TEXT NOT NULL CHECK (state IN ('queued','deferred','delivered','failed')),\n"
+    "	attempts INTEGER NOT NULL DEFAULT 0,\n"
+    "	next_attempt INTEGER NOT NULL DEFAULT 0,\n"
+    "	last_attempt INTEGER NOT NULL DEFAULT 0,\n"
+    "	err_code INTEGER NOT NULL DEFAULT 0,\n"
+    "	err_enhanced TEXT,\n"
+    "	err_text TEXT,\n"
+    "	err_remote TEXT,\n"
+    "	success INTEGER NOT NULL DEFAULT 0,\n"
+    "	delay_warned INTEGER NOT NULL DEFAULT 0,\n"
+    "	reported INTEGER NOT NULL DEFAULT 0,\n"
+    "	claimed INTEGER NOT NULL DEFAULT 0,\n"
+    "	PRIMARY KEY (msg, idx)\n"
+    ");\n"
+    "CREATE INDEX rcpts_pending ON rcpts (next_attempt) WHERE state IN ('queued','deferred');\n"
+    "PRAGMA user_version = 1;\n";
 
 struct queue {
 	sqlite3 *db;
@@ -225,7 +225,7 @@ static void bind_str(sqlite3_stmt *st, int i, const char *s, size_t max)
 		sqlite3_bind_text(st, i, s, (int)strnlen(s, max), SQLITE_TRANSIENT);
 }
 
-static const char *const state_names[] = { "queued", "deferred", "delivered", "failed" };
+static const char *const state_names[] = {"queued", "deferred", "delivered", "failed"};
 
 const char *queue_state_name(enum queue_rcpt_state s)
 {
@@ -295,8 +295,8 @@ static int migrate(struct queue *q, char **err_r)
 		return rollback(q);
 	}
 	if (version > SCHEMA_VERSION) {
-		set_err(err_r, "queue.db has schema version %d, newer than this tern (%d)",
-			version, SCHEMA_VERSION);
+		set_err(err_r, "queue.db has schema version %d, newer than this tern (%d)", version,
+			SCHEMA_VERSION);
 		return rollback(q);
 	}
 	if (version < 1 && exec(q, schema_v1, err_r) < 0)
@@ -387,7 +387,7 @@ static int recover(struct queue *q, char **err_r)
 
 static int make_dirs(const char *root, char **err_r)
 {
-	static const char *const subs[] = { "", "/tmp", "/new", "/cur" };
+	static const char *const subs[] = {"", "/tmp", "/new", "/cur"};
 	for (size_t i = 0; i < N_ELEMENTS(subs); i++) {
 		char *p = xasprintf("%s%s", root, subs[i]);
 		int r = mkdir_p(p, 0700);
@@ -473,8 +473,8 @@ void queue_close(struct queue **qp)
 
 void queue_set_policy(struct queue *q, const struct queue_policy *p)
 {
-	char *host = xstrdup(p->hostname != NULL && *p->hostname != '\0' ? p->hostname
-									 : q->pol.hostname);
+	char *host =
+	    xstrdup(p->hostname != NULL && *p->hostname != '\0' ? p->hostname : q->pol.hostname);
 	free((char *)(uintptr_t)q->pol.hostname);
 	q->pol = *p;
 	apply_defaults(&q->pol);
@@ -604,6 +604,7 @@ static int insert_rows(struct queue *q, const struct queue_envelope *env, const 
 
 struct queue_writer *queue_writer_new(struct queue *q, char **err_r)
 {
+	ASSERT(q->server); /* see queue.h: recovery would take a CLI's file */
 	struct queue_writer *w = xcalloc(1, sizeof *w);
 	w->q = q;
 	w->fd = -1;
@@ -865,10 +866,10 @@ fail:
 
 /* ---- reading ---- */
 
-#define MSG_COLS                                                                                   \
+#define MSG_COLS \
 	"id, file, sender, envid, ret, size, wire_size, eightbit, smtputf8, arrival, submitter"
-#define RCPT_COLS                                                                                  \
-	"idx, addr, domain, orcpt, notify, state, attempts, next_attempt, last_attempt, "          \
+#define RCPT_COLS                                                                         \
+	"idx, addr, domain, orcpt, notify, state, attempts, next_attempt, last_attempt, " \
 	"err_code, err_enhanced, err_text, err_remote, success, delay_warned, reported, claimed"
 
 static struct queue_msg *msg_from_row(sqlite3_stmt *st)
@@ -992,8 +993,8 @@ void queue_msgs_free(struct queue_msg **v, size_t n)
 /* Loads every recipient of m (actions computed at now). */
 static int load_rcpts(struct queue *q, struct queue_msg *m, int64_t now, char **err_r)
 {
-	sqlite3_stmt *st = prep(q, "SELECT " RCPT_COLS " FROM rcpts WHERE msg = ? ORDER BY idx",
-				err_r);
+	sqlite3_stmt *st =
+	    prep(q, "SELECT " RCPT_COLS " FROM rcpts WHERE msg = ? ORDER BY idx", err_r);
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, m->id, -1, SQLITE_TRANSIENT);
@@ -1159,8 +1160,7 @@ struct claim {
 	uint32_t idx;
 };
 
-int queue_due(struct queue *q, int64_t now, size_t max_rcpts, struct queue_due *out,
-	      char **err_r)
+int queue_due(struct queue *q, int64_t now, size_t max_rcpts, struct queue_due *out, char **err_r)
 {
 	out->v = NULL;
 	out->n = 0;
@@ -1198,8 +1198,8 @@ int queue_due(struct queue *q, int64_t now, size_t max_rcpts, struct queue_due *
 		return rollback(q);
 	}
 	sqlite3_stmt *up = prep(q, "UPDATE rcpts SET claimed = 1 WHERE msg = ? AND idx = ?", err_r);
-	sqlite3_stmt *one = prep(q, "SELECT " RCPT_COLS " FROM rcpts WHERE msg = ? AND idx = ?",
-				 err_r);
+	sqlite3_stmt *one =
+	    prep(q, "SELECT " RCPT_COLS " FROM rcpts WHERE msg = ? AND idx = ?", err_r);
 	int r = up != NULL && one != NULL ? 0 : -1;
 	struct queue_msg *cur = NULL;
 	size_t cur_cap = 0, batch_cap = 0;
@@ -1300,8 +1300,8 @@ int queue_record(struct queue *q, const char *id, const struct queue_result *res
 	}
 	int64_t expiry = m->arrival + q->pol.lifetime;
 	queue_msg_free(&m);
-	sqlite3_stmt *sel = prep(q, "SELECT state, attempts FROM rcpts WHERE msg = ? AND idx = ?",
-				 err_r);
+	sqlite3_stmt *sel =
+	    prep(q, "SELECT state, attempts FROM rcpts WHERE msg = ? AND idx = ?", err_r);
 	sqlite3_stmt *up = prep(q,
 				"UPDATE rcpts SET state = ?, attempts = ?, next_attempt = ?, "
 				"last_attempt = ?, err_code = ?, err_enhanced = ?, err_text = ?, "
@@ -1405,17 +1405,16 @@ static int build_dsn(struct queue *q, const struct queue_msg *m, int64_t now, st
 		if (r->action == QUEUE_ACTION_NONE)
 			continue;
 		dr[n++] = (struct dsn_rcpt){
-			.addr = r->addr,
-			.orcpt = r->orcpt,
-			.action = r->action,
-			.code = r->err_code,
-			.enhanced = r->err_enhanced,
-			.text = r->err_text,
-			.remote = r->err_remote,
-			.last_attempt = r->last_attempt,
-			.will_retry_until = r->action == QUEUE_ACTION_DELAYED
-						    ? m->arrival + q->pol.lifetime
-						    : 0,
+		    .addr = r->addr,
+		    .orcpt = r->orcpt,
+		    .action = r->action,
+		    .code = r->err_code,
+		    .enhanced = r->err_enhanced,
+		    .text = r->err_text,
+		    .remote = r->err_remote,
+		    .last_attempt = r->last_attempt,
+		    .will_retry_until =
+			r->action == QUEUE_ACTION_DELAYED ? m->arrival + q->pol.lifetime : 0,
 		};
 	}
 	struct buf orig = BUF_INIT(0);
@@ -1430,21 +1429,21 @@ static int build_dsn(struct queue *q, const struct queue_msg *m, int64_t now, st
 		}
 	}
 	struct dsn_input in = {
-		.hostname = q->pol.hostname,
-		.sender = m->sender,
-		.envid = m->envid,
-		.queue_id = m->id,
-		.ret = m->ret,
-		.smtputf8 = m->smtputf8,
-		.eightbit = m->eightbit,
-		.arrival = m->arrival,
-		.now = now,
-		.rcpts = dr,
-		.n_rcpts = n,
-		.orig = have_orig ? orig.data : NULL,
-		.orig_len = have_orig ? orig.len : 0,
-		.orig_truncated = truncated,
-		.max_return = q->pol.max_return,
+	    .hostname = q->pol.hostname,
+	    .sender = m->sender,
+	    .envid = m->envid,
+	    .queue_id = m->id,
+	    .ret = m->ret,
+	    .smtputf8 = m->smtputf8,
+	    .eightbit = m->eightbit,
+	    .arrival = m->arrival,
+	    .now = now,
+	    .rcpts = dr,
+	    .n_rcpts = n,
+	    .orig = have_orig ? orig.data : NULL,
+	    .orig_len = have_orig ? orig.len : 0,
+	    .orig_truncated = truncated,
+	    .max_return = q->pol.max_return,
 	};
 	int r = n > 0 ? dsn_build(&in, out, res) : 0;
 	buf_deinit(&orig);
@@ -1461,7 +1460,7 @@ int queue_notify(struct queue *q, const char *id, int64_t now, char dsn_id_r[17]
 	if (g <= 0)
 		return g;
 	struct buf dsn = BUF_INIT(0);
-	struct dsn_result res = { 0 };
+	struct dsn_result res = {0};
 	struct queue_writer *w = NULL;
 	int built = build_dsn(q, m, now, &dsn, &res);
 	int r = -1;
@@ -1496,15 +1495,15 @@ int queue_notify(struct queue *q, const char *id, int64_t now, char dsn_id_r[17]
 		goto fail_dsn;
 	}
 	if (built) {
-		struct queue_rcpt_spec to = { .addr = m->sender, .notify = QUEUE_NOTIFY_NEVER };
+		struct queue_rcpt_spec to = {.addr = m->sender, .notify = QUEUE_NOTIFY_NEVER};
 		struct queue_envelope env = {
-			.sender = "",
-			.ret = QUEUE_RET_UNSPEC,
-			.eightbit = res.eightbit,
-			.smtputf8 = res.smtputf8,
-			.arrival = now,
-			.rcpts = &to,
-			.n_rcpts = 1,
+		    .sender = "",
+		    .ret = QUEUE_RET_UNSPEC,
+		    .eightbit = res.eightbit,
+		    .smtputf8 = res.smtputf8,
+		    .arrival = now,
+		    .rcpts = &to,
+		    .n_rcpts = 1,
 		};
 		if (insert_rows(q, &env, w->id, w->rel, w->size, w->size + w->lfs, err_r) < 0)
 			goto fail_txn;
@@ -1513,9 +1512,8 @@ int queue_notify(struct queue *q, const char *id, int64_t now, char dsn_id_r[17]
 				 "UPDATE rcpts SET reported = 1 WHERE msg = ? AND idx = ? "
 				 "AND state IN ('delivered','failed')",
 				 err_r);
-	sqlite3_stmt *warn = prep(q,
-				  "UPDATE rcpts SET delay_warned = 1 WHERE msg = ? AND idx = ?",
-				  err_r);
+	sqlite3_stmt *warn =
+	    prep(q, "UPDATE rcpts SET delay_warned = 1 WHERE msg = ? AND idx = ?", err_r);
 	int ok = rep != NULL && warn != NULL;
 	for (size_t i = 0; ok && i < m->n_rcpts; i++) {
 		const struct queue_rcpt *rc = &m->rcpts[i];
@@ -1596,19 +1594,20 @@ int queue_notify_all(struct queue *q, int64_t now, char **err_r)
 {
 	/* Candidates: final recipients not yet handled, and pending ones old
 	 * enough for a delay warning. queue_notify() decides exactly. */
-	sqlite3_stmt *st = prep(q,
-				"SELECT DISTINCT r.msg FROM rcpts r JOIN messages m ON m.id = r.msg "
-				"WHERE (r.state IN ('delivered','failed') AND r.reported = 0) "
-				"OR (r.state IN ('queued','deferred') AND r.delay_warned = 0 "
-				"AND r.claimed = 0 AND m.sender != '' AND (r.notify & 1) = 0 "
-				"AND (r.notify = 0 OR (r.notify & 8) != 0) "
-				"AND m.arrival <= ? AND m.arrival > ?)",
-				err_r);
+	sqlite3_stmt *st =
+	    prep(q,
+		 "SELECT DISTINCT r.msg FROM rcpts r JOIN messages m ON m.id = r.msg "
+		 "WHERE (r.state IN ('delivered','failed') AND r.reported = 0) "
+		 "OR (r.state IN ('queued','deferred') AND r.delay_warned = 0 "
+		 "AND r.claimed = 0 AND m.sender != '' AND (r.notify & 1) = 0 "
+		 "AND (r.notify = 0 OR (r.notify & 8) != 0) "
+		 "AND m.arrival <= ? AND m.arrival > ?)",
+		 err_r);
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, now - q->pol.delay_warn);
 	sqlite3_bind_int64(st, 2, now - q->pol.lifetime);
-	char (*ids)[17] = NULL;
+	char(*ids)[17] = NULL;
 	size_t n = 0, cap = 0;
 	int rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -27,8 +27,11 @@
  * Concurrency: each handle is one SQLite connection, for one thread at a
  * time. Any number of handles (the server, `tern queue` CLIs) may be open:
  * writes are IMMEDIATE transactions under the busy timeout. Only the handle
- * opened with QUEUE_OPEN_SERVER recovers and may enqueue through
- * queue_enqueue_file(); a second server open fails while one holds the lock.
+ * opened with QUEUE_OPEN_SERVER recovers and may create files (enqueue,
+ * and queue_notify() when it queues a DSN): recovery deletes files without
+ * rows, so an enqueue must never be in flight in another process while a
+ * server opens. A second server open fails while one holds the lock.
+ * Listing, flush, delete, due/record/release work from any handle.
  *
  * Times are unix seconds passed in by the caller (tests use a fake clock). */
 #ifndef TERN_QUEUE_QUEUE_H
@@ -65,10 +68,10 @@ enum queue_rcpt_state {
  * from state, NOTIFY, flags and the null sender (RFC 3461 5.2). */
 enum queue_action {
 	QUEUE_ACTION_NONE,
-	QUEUE_ACTION_FAILED,    /* "failed" DSN due */
-	QUEUE_ACTION_DELAYED,   /* "delayed" DSN due (delay warning) */
+	QUEUE_ACTION_FAILED,	/* "failed" DSN due */
+	QUEUE_ACTION_DELAYED,	/* "delayed" DSN due (delay warning) */
 	QUEUE_ACTION_DELIVERED, /* "delivered" DSN due (NOTIFY=SUCCESS) */
-	QUEUE_ACTION_RELAYED,   /* "relayed" DSN due (NOTIFY=SUCCESS, peer without DSN) */
+	QUEUE_ACTION_RELAYED,	/* "relayed" DSN due (NOTIFY=SUCCESS, peer without DSN) */
 };
 
 /* Outcome of one delivery attempt for one recipient. */
@@ -82,7 +85,7 @@ enum queue_outcome {
 
 /* A reply or local failure description, as given to queue_record(). */
 struct queue_error {
-	int code;             /* SMTP reply code; 0 for a local failure (DNS, connect...) */
+	int code;	      /* SMTP reply code; 0 for a local failure (DNS, connect...) */
 	const char *enhanced; /* RFC 3463 "x.y.z" or NULL */
 	const char *text;     /* the reply as received, lines joined by '\n' and each
 			       * starting with its code ("550-..." / "550 ..."); for
@@ -92,12 +95,12 @@ struct queue_error {
 
 /* Queue behaviour; every field 0/NULL takes the default. */
 struct queue_policy {
-	int64_t retry;       /* first retry delay (queue_retry, 300 s), doubled per attempt */
-	int64_t max_backoff; /* cap on one retry delay (4 h) */
-	int64_t lifetime;    /* queue_lifetime (5 d): then a temporary failure is final */
-	int64_t delay_warn;  /* age of a message before a "delayed" DSN (4 h) */
+	int64_t retry;	      /* first retry delay (queue_retry, 300 s), doubled per attempt */
+	int64_t max_backoff;  /* cap on one retry delay (4 h) */
+	int64_t lifetime;     /* queue_lifetime (5 d): then a temporary failure is final */
+	int64_t delay_warn;   /* age of a message before a "delayed" DSN (4 h) */
 	const char *hostname; /* Reporting-MTA and MAILER-DAEMON@ of our DSNs ("localhost") */
-	uint64_t max_return; /* largest original returned whole in a DSN (1 MiB) */
+	uint64_t max_return;  /* largest original returned whole in a DSN (1 MiB) */
 };
 
 /* One recipient as given at RCPT time. */
@@ -108,11 +111,11 @@ struct queue_rcpt_spec {
 };
 
 struct queue_envelope {
-	const char *sender;    /* reverse-path without <>; "" for the null sender */
-	const char *envid;     /* ENVID decoded from xtext, or NULL */
+	const char *sender; /* reverse-path without <>; "" for the null sender */
+	const char *envid;  /* ENVID decoded from xtext, or NULL */
 	enum queue_ret ret;
-	bool eightbit;         /* BODY=8BITMIME (or 8-bit content) */
-	bool smtputf8;         /* SMTPUTF8 */
+	bool eightbit;	       /* BODY=8BITMIME (or 8-bit content) */
+	bool smtputf8;	       /* SMTPUTF8 */
 	const char *submitter; /* authenticated user, or NULL */
 	int64_t arrival;       /* unix time the message was accepted */
 	const struct queue_rcpt_spec *rcpts;
@@ -128,15 +131,15 @@ struct queue_rcpt {
 	unsigned notify;
 	enum queue_rcpt_state state;
 	unsigned attempts;
-	int64_t next_attempt; /* for QUEUED/DEFERRED */
-	int64_t last_attempt; /* 0 = never */
-	int err_code;         /* last reply; 0 with err_text NULL = none */
+	int64_t next_attempt;			    /* for QUEUED/DEFERRED */
+	int64_t last_attempt;			    /* 0 = never */
+	int err_code;				    /* last reply; 0 with err_text NULL = none */
 	char *err_enhanced, *err_text, *err_remote; /* or NULL */
 	enum queue_outcome success; /* for DELIVERED: DELIVERED, RELAYED or PASSED */
-	bool delay_warned;    /* a "delayed" DSN was queued */
-	bool reported;        /* final state handled (DSN queued or none needed) */
-	bool claimed;         /* handed out by queue_due(), no result yet */
-	enum queue_action action; /* DSN due now (filled by queue_get/queue_list) */
+	bool delay_warned;	    /* a "delayed" DSN was queued */
+	bool reported;		    /* final state handled (DSN queued or none needed) */
+	bool claimed;		    /* handed out by queue_due(), no result yet */
+	enum queue_action action;   /* DSN due now (filled by queue_get/queue_list) */
 };
 
 struct queue_msg {
@@ -145,7 +148,7 @@ struct queue_msg {
 	char *sender, *envid, *submitter;
 	enum queue_ret ret;
 	bool eightbit, smtputf8;
-	uint64_t size;      /* bytes in the file (LF form) */
+	uint64_t size;	    /* bytes in the file (LF form) */
 	uint64_t wire_size; /* bytes as sent (CRLF): for SIZE= */
 	int64_t arrival;
 	struct queue_rcpt *rcpts; /* sorted by idx; queue_due(): only the claimed ones */
@@ -290,13 +293,13 @@ bool queue_id_valid(const char *id);
  * QUEUE_CRASH_NONE turns it off. One-shot. */
 enum queue_crash {
 	QUEUE_CRASH_NONE,
-	QUEUE_CRASH_ENQ_TMP,      /* content written to tmp/, not synced */
-	QUEUE_CRASH_ENQ_RENAMED,  /* renamed into new/, directory not synced */
-	QUEUE_CRASH_ENQ_FILE,     /* file durable, rows not inserted */
-	QUEUE_CRASH_ENQ_TXN,      /* rows inserted, not committed */
-	QUEUE_CRASH_NOTIFY_FILE,  /* DSN file durable, transaction not committed */
-	QUEUE_CRASH_NOTIFY_TXN,   /* committed, original's file not yet removed */
-	QUEUE_CRASH_DELETE_TXN,   /* delete committed, file not yet removed */
+	QUEUE_CRASH_ENQ_TMP,	 /* content written to tmp/, not synced */
+	QUEUE_CRASH_ENQ_RENAMED, /* renamed into new/, directory not synced */
+	QUEUE_CRASH_ENQ_FILE,	 /* file durable, rows not inserted */
+	QUEUE_CRASH_ENQ_TXN,	 /* rows inserted, not committed */
+	QUEUE_CRASH_NOTIFY_FILE, /* DSN file durable, transaction not committed */
+	QUEUE_CRASH_NOTIFY_TXN,	 /* committed, original's file not yet removed */
+	QUEUE_CRASH_DELETE_TXN,	 /* delete committed, file not yet removed */
 };
 void queue_test_crash_at(enum queue_crash point);
 

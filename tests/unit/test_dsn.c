@@ -33,7 +33,8 @@ static const char orig_ascii[] = "From: Alice <a@example.org>\n"
 
 static const char orig_utf8[] = "From: J\xc3\xb6rg <j\xc3\xb6rg@example.org>\n"
 				"To: b@example.net\n"
-				"Subject: gr\xc3\xbc\xc3\x9f""e\n"
+				"Subject: gr\xc3\xbc\xc3\x9f"
+				"e\n"
 				"\n"
 				"Hall\xc3\xb6\n";
 
@@ -162,14 +163,17 @@ static void check_delivery_status(const uint8_t *p, size_t n, size_t want_rcpts,
 	static struct group g[64];
 	size_t ng = split_groups(p, n, g, N_ELEMENTS(g));
 	assert_int_equal(ng, 1 + want_rcpts);
-	static const char *const msg_order[] = { "Original-Envelope-Id", "Reporting-MTA",
-						 "DSN-Gateway", "Received-From-MTA",
-						 "Arrival-Date" };
-	static const char *const rcpt_order[] = { "Original-Recipient", "Final-Recipient",
-						  "Action",          "Status",
-						  "Remote-MTA",      "Diagnostic-Code",
-						  "Last-Attempt-Date", "Final-Log-ID",
-						  "Will-Retry-Until" };
+	static const char *const msg_order[] = {"Original-Envelope-Id", "Reporting-MTA",
+						"DSN-Gateway", "Received-From-MTA", "Arrival-Date"};
+	static const char *const rcpt_order[] = {"Original-Recipient",
+						 "Final-Recipient",
+						 "Action",
+						 "Status",
+						 "Remote-MTA",
+						 "Diagnostic-Code",
+						 "Last-Attempt-Date",
+						 "Final-Log-ID",
+						 "Will-Retry-Until"};
 	int last = -1;
 	bool have_rmta = false;
 	for (size_t i = 0; i < g[0].n; i++) {
@@ -202,10 +206,10 @@ static void check_delivery_status(const uint8_t *p, size_t n, size_t want_rcpts,
 				break;
 			case 2:
 				action = true;
-				assert_true(!strcmp(f->value, "failed") || !strcmp(f->value, "delayed") ||
-					    !strcmp(f->value, "delivered") ||
-					    !strcmp(f->value, "relayed") ||
-					    !strcmp(f->value, "expanded"));
+				assert_true(
+				    !strcmp(f->value, "failed") || !strcmp(f->value, "delayed") ||
+				    !strcmp(f->value, "delivered") ||
+				    !strcmp(f->value, "relayed") || !strcmp(f->value, "expanded"));
 				delayed = !strcmp(f->value, "delayed");
 				break;
 			case 3:
@@ -288,15 +292,14 @@ static char *top_header(const struct built *b, const char *name)
 }
 
 /* The common structure of every DSN; returns the number of parts (2 or 3). */
-static size_t check_structure(const struct built *b, const char *sender, size_t rcpts,
-			      bool global)
+static size_t check_structure(const struct built *b, const char *sender, size_t rcpts, bool global)
 {
 	const struct mime_message *m = b->m;
 	const struct mime_part *root = &m->parts[0];
 	assert_true(str_is(m, root->type, "multipart"));
 	assert_true(str_is(m, root->subtype, "report"));
 	const struct mime_param *rt =
-		mime_param_find(m, root->params, root->n_params, "report-type");
+	    mime_param_find(m, root->params, root->n_params, "report-type");
 	assert_non_null(rt);
 	assert_true(str_is(m, rt->value, "delivery-status"));
 	const struct mime_param *bd = mime_param_find(m, root->params, root->n_params, "boundary");
@@ -347,28 +350,28 @@ static const struct mime_part *third(const struct built *b)
 static struct dsn_rcpt failed_rcpt(void)
 {
 	return (struct dsn_rcpt){
-		.addr = "b@example.net",
-		.action = QUEUE_ACTION_FAILED,
-		.code = 550,
-		.enhanced = "5.1.1",
-		.text = "550 5.1.1 <b@example.net>: no such user",
-		.remote = "mx.example.net",
-		.last_attempt = T0 + 60,
+	    .addr = "b@example.net",
+	    .action = QUEUE_ACTION_FAILED,
+	    .code = 550,
+	    .enhanced = "5.1.1",
+	    .text = "550 5.1.1 <b@example.net>: no such user",
+	    .remote = "mx.example.net",
+	    .last_attempt = T0 + 60,
 	};
 }
 
 static struct dsn_input base_input(const struct dsn_rcpt *r, size_t n, const char *orig)
 {
 	return (struct dsn_input){
-		.hostname = "mx.example.org",
-		.sender = "a@example.org",
-		.queue_id = "0123456789abcdef",
-		.arrival = T0,
-		.now = T0 + 120,
-		.rcpts = r,
-		.n_rcpts = n,
-		.orig = (const uint8_t *)orig,
-		.orig_len = orig != NULL ? strlen(orig) : 0,
+	    .hostname = "mx.example.org",
+	    .sender = "a@example.org",
+	    .queue_id = "0123456789abcdef",
+	    .arrival = T0,
+	    .now = T0 + 120,
+	    .rcpts = r,
+	    .n_rcpts = n,
+	    .orig = (const uint8_t *)orig,
+	    .orig_len = orig != NULL ? strlen(orig) : 0,
 	};
 }
 
@@ -392,31 +395,31 @@ static void test_ret_table(void **state)
 		const char *want_type, *want_sub; /* NULL: no third part */
 		bool want_8bit;
 	} cases[] = {
-		{ QUEUE_RET_UNSPEC, QUEUE_ACTION_FAILED, orig_ascii, false, false, 0, "message",
-		  "rfc822", false },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_ascii, false, false, 0, "message",
-		  "rfc822", false },
-		{ QUEUE_RET_HDRS, QUEUE_ACTION_FAILED, orig_ascii, false, false, 0, "text",
-		  "rfc822-headers", false },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_DELAYED, orig_ascii, false, false, 0, "text",
-		  "rfc822-headers", false },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_DELIVERED, orig_ascii, false, false, 0, "text",
-		  "rfc822-headers", false },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_RELAYED, orig_ascii, false, false, 0, "text",
-		  "rfc822-headers", false },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_ascii, false, false, 20, "text",
-		  "rfc822-headers", false },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_ascii, false, true, 0, "text",
-		  "rfc822-headers", false },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_FAILED, NULL, false, false, 0, NULL, NULL, false },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_utf8, true, false, 0, "message",
-		  "global", true },
-		{ QUEUE_RET_HDRS, QUEUE_ACTION_FAILED, orig_utf8, true, false, 0, "message",
-		  "global-headers", true },
-		{ QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_8bit, false, false, 0, "message",
-		  "rfc822", true },
-		{ QUEUE_RET_HDRS, QUEUE_ACTION_FAILED, orig_8bit, false, false, 0, "text",
-		  "rfc822-headers", false },
+	    {QUEUE_RET_UNSPEC, QUEUE_ACTION_FAILED, orig_ascii, false, false, 0, "message",
+	     "rfc822", false},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_ascii, false, false, 0, "message", "rfc822",
+	     false},
+	    {QUEUE_RET_HDRS, QUEUE_ACTION_FAILED, orig_ascii, false, false, 0, "text",
+	     "rfc822-headers", false},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_DELAYED, orig_ascii, false, false, 0, "text",
+	     "rfc822-headers", false},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_DELIVERED, orig_ascii, false, false, 0, "text",
+	     "rfc822-headers", false},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_RELAYED, orig_ascii, false, false, 0, "text",
+	     "rfc822-headers", false},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_ascii, false, false, 20, "text",
+	     "rfc822-headers", false},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_ascii, false, true, 0, "text",
+	     "rfc822-headers", false},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_FAILED, NULL, false, false, 0, NULL, NULL, false},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_utf8, true, false, 0, "message", "global",
+	     true},
+	    {QUEUE_RET_HDRS, QUEUE_ACTION_FAILED, orig_utf8, true, false, 0, "message",
+	     "global-headers", true},
+	    {QUEUE_RET_FULL, QUEUE_ACTION_FAILED, orig_8bit, false, false, 0, "message", "rfc822",
+	     true},
+	    {QUEUE_RET_HDRS, QUEUE_ACTION_FAILED, orig_8bit, false, false, 0, "text",
+	     "rfc822-headers", false},
 	};
 	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
 		struct dsn_rcpt r = failed_rcpt();
@@ -493,7 +496,7 @@ static void test_envid_orcpt(void **state)
 {
 	(void)state;
 	for (int mask = 0; mask < 4; mask++) {
-		struct dsn_rcpt r[2] = { failed_rcpt(), failed_rcpt() };
+		struct dsn_rcpt r[2] = {failed_rcpt(), failed_rcpt()};
 		r[1].addr = "c@example.net";
 		if (mask & 1)
 			r[0].orcpt = "rfc822;B@Example.NET";
@@ -504,7 +507,8 @@ static void test_envid_orcpt(void **state)
 		build(&in, &b);
 		check_structure(&b, "a@example.org", 2, false);
 		/* RFC 3461 6.3 (a), (d): present exactly when given, value kept */
-		assert_int_equal(contains(&b.out, "Original-Envelope-Id: QQ314159\n"), (mask & 2) != 0);
+		assert_int_equal(contains(&b.out, "Original-Envelope-Id: QQ314159\n"),
+				 (mask & 2) != 0);
 		assert_int_equal(contains(&b.out, "Original-Envelope-Id"), (mask & 2) != 0);
 		assert_int_equal(contains(&b.out, "Original-Recipient: rfc822; B@Example.NET\n"),
 				 (mask & 1) != 0);
@@ -530,14 +534,14 @@ static void test_delay_warning(void **state)
 {
 	(void)state;
 	struct dsn_rcpt r = {
-		.addr = "b@example.net",
-		.action = QUEUE_ACTION_DELAYED,
-		.code = 451,
-		.enhanced = "4.4.2",
-		.text = "451 4.4.2 timeout",
-		.remote = "mx.example.net",
-		.last_attempt = T0 + 4 * 3600,
-		.will_retry_until = T0 + 5 * 86400,
+	    .addr = "b@example.net",
+	    .action = QUEUE_ACTION_DELAYED,
+	    .code = 451,
+	    .enhanced = "4.4.2",
+	    .text = "451 4.4.2 timeout",
+	    .remote = "mx.example.net",
+	    .last_attempt = T0 + 4 * 3600,
+	    .will_retry_until = T0 + 5 * 86400,
 	};
 	struct dsn_input in = base_input(&r, 1, orig_ascii);
 	in.ret = QUEUE_RET_FULL;
@@ -552,7 +556,8 @@ static void test_delay_warning(void **state)
 	free(subj);
 	/* the human part says it is still being tried */
 	const struct mime_part *p1 = child(b.m, 0, 0);
-	assert_non_null(memmem(b.out.data + p1->body.off, p1->body.len, "still being attempted", 21));
+	assert_non_null(
+	    memmem(b.out.data + p1->body.off, p1->body.len, "still being attempted", 21));
 	built_free(&b);
 }
 
@@ -565,22 +570,22 @@ static void test_status(void **state)
 		int code;
 		const char *enh, *want;
 	} cases[] = {
-		{ QUEUE_ACTION_FAILED, 550, "5.1.1", "5.1.1" },
-		{ QUEUE_ACTION_FAILED, 550, NULL, "5.0.0" },
-		{ QUEUE_ACTION_FAILED, 451, NULL, "4.0.0" }, /* lifetime expired on a 4xx */
-		{ QUEUE_ACTION_FAILED, 451, "4.4.7", "4.4.7" },
-		{ QUEUE_ACTION_FAILED, 0, NULL, "5.0.0" },
-		{ QUEUE_ACTION_FAILED, 0, "5.1.10", "5.1.10" }, /* null MX, RFC 7505 */
-		{ QUEUE_ACTION_FAILED, 550, "2.0.0", "5.0.0" },
-		{ QUEUE_ACTION_FAILED, 550, "5.01.1", "5.0.0" }, /* leading zero */
-		{ QUEUE_ACTION_FAILED, 550, "5.1.1000", "5.0.0" },
-		{ QUEUE_ACTION_FAILED, 550, "5.1.1 x", "5.0.0" },
-		{ QUEUE_ACTION_FAILED, 550, "3.1.1", "5.0.0" },
-		{ QUEUE_ACTION_DELAYED, 450, "5.1.1", "4.0.0" },
-		{ QUEUE_ACTION_DELAYED, 450, "4.2.1", "4.2.1" },
-		{ QUEUE_ACTION_DELIVERED, 250, "2.6.0", "2.6.0" },
-		{ QUEUE_ACTION_DELIVERED, 250, NULL, "2.0.0" },
-		{ QUEUE_ACTION_RELAYED, 250, "4.0.0", "2.0.0" },
+	    {QUEUE_ACTION_FAILED, 550, "5.1.1", "5.1.1"},
+	    {QUEUE_ACTION_FAILED, 550, NULL, "5.0.0"},
+	    {QUEUE_ACTION_FAILED, 451, NULL, "4.0.0"}, /* lifetime expired on a 4xx */
+	    {QUEUE_ACTION_FAILED, 451, "4.4.7", "4.4.7"},
+	    {QUEUE_ACTION_FAILED, 0, NULL, "5.0.0"},
+	    {QUEUE_ACTION_FAILED, 0, "5.1.10", "5.1.10"}, /* null MX, RFC 7505 */
+	    {QUEUE_ACTION_FAILED, 550, "2.0.0", "5.0.0"},
+	    {QUEUE_ACTION_FAILED, 550, "5.01.1", "5.0.0"}, /* leading zero */
+	    {QUEUE_ACTION_FAILED, 550, "5.1.1000", "5.0.0"},
+	    {QUEUE_ACTION_FAILED, 550, "5.1.1 x", "5.0.0"},
+	    {QUEUE_ACTION_FAILED, 550, "3.1.1", "5.0.0"},
+	    {QUEUE_ACTION_DELAYED, 450, "5.1.1", "4.0.0"},
+	    {QUEUE_ACTION_DELAYED, 450, "4.2.1", "4.2.1"},
+	    {QUEUE_ACTION_DELIVERED, 250, "2.6.0", "2.6.0"},
+	    {QUEUE_ACTION_DELIVERED, 250, NULL, "2.0.0"},
+	    {QUEUE_ACTION_RELAYED, 250, "4.0.0", "2.0.0"},
 	};
 	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
 		struct dsn_rcpt r = failed_rcpt();
@@ -626,11 +631,11 @@ static void test_diagnostic(void **state)
 
 	/* injection attempts: CR, bare LF followed by a field, boundary-like lines, 8-bit */
 	static const char *const evil[] = {
-		"550 no\r\nX-Evil: 1",
-		"550 no\n\nX-Evil: 1",
-		"550 no\n--=_tern_0123\n\n",
-		"550 no\x01\x7f\xff\xfe",
-		"550 no\nFinal-Recipient: rfc822; evil@example.com",
+	    "550 no\r\nX-Evil: 1",
+	    "550 no\n\nX-Evil: 1",
+	    "550 no\n--=_tern_0123\n\n",
+	    "550 no\x01\x7f\xff\xfe",
+	    "550 no\nFinal-Recipient: rfc822; evil@example.com",
 	};
 	for (size_t i = 0; i < N_ELEMENTS(evil); i++) {
 		r = failed_rcpt();
@@ -679,7 +684,7 @@ static void test_smtputf8(void **state)
 static void test_mixed(void **state)
 {
 	(void)state;
-	struct dsn_rcpt r[4] = { failed_rcpt(), failed_rcpt(), failed_rcpt(), failed_rcpt() };
+	struct dsn_rcpt r[4] = {failed_rcpt(), failed_rcpt(), failed_rcpt(), failed_rcpt()};
 	r[1].addr = "d@example.net";
 	r[1].action = QUEUE_ACTION_DELIVERED;
 	r[1].code = 250;
@@ -709,18 +714,10 @@ static void test_xtext(void **state)
 	static const struct {
 		const char *in, *want; /* want NULL: malformed */
 	} cases[] = {
-		{ "abc", "abc" },
-		{ "a+2Bb", "a+b" },
-		{ "a+3Db", "a=b" },
-		{ "+20x+7E", " x~" },
-		{ "a+2bb", "a+b" }, /* lowercase hex accepted on input */
-		{ "", "" },
-		{ "a+2", NULL },
-		{ "a+", NULL },
-		{ "a+G0", NULL },
-		{ "a b", NULL },
-		{ "a=b", NULL },
-		{ "caf\xc3\xa9", NULL },
+	    {"abc", "abc"},   {"a+2Bb", "a+b"}, {"a+3Db", "a=b"},      {"+20x+7E", " x~"},
+	    {"a+2bb", "a+b"}, /* lowercase hex accepted on input */
+	    {"", ""},	      {"a+2", NULL},	{"a+", NULL},	       {"a+G0", NULL},
+	    {"a b", NULL},    {"a=b", NULL},	{"caf\xc3\xa9", NULL},
 	};
 	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
 		struct buf out = BUF_INIT(0);
@@ -764,21 +761,21 @@ static void test_notify_matrix(void **state)
 	char *err = NULL;
 	struct queue *q = queue_open(dir, QUEUE_OPEN_SERVER, &err);
 	assert_non_null(q);
-	struct queue_policy pol = { .hostname = "mx.example.org" };
+	struct queue_policy pol = {.hostname = "mx.example.org"};
 	queue_set_policy(q, &pol);
 	static const unsigned notifies[] = {
-		0,
-		QUEUE_NOTIFY_NEVER,
-		QUEUE_NOTIFY_SUCCESS,
-		QUEUE_NOTIFY_FAILURE,
-		QUEUE_NOTIFY_DELAY,
-		QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE,
-		QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY,
-		QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY,
+	    0,
+	    QUEUE_NOTIFY_NEVER,
+	    QUEUE_NOTIFY_SUCCESS,
+	    QUEUE_NOTIFY_FAILURE,
+	    QUEUE_NOTIFY_DELAY,
+	    QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE,
+	    QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY,
+	    QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE | QUEUE_NOTIFY_DELAY,
 	};
-	static const enum queue_outcome outcomes[] = { QUEUE_OUT_DELIVERED, QUEUE_OUT_RELAYED,
-						       QUEUE_OUT_PASSED, QUEUE_OUT_PERMFAIL,
-						       QUEUE_OUT_TEMPFAIL };
+	static const enum queue_outcome outcomes[] = {QUEUE_OUT_DELIVERED, QUEUE_OUT_RELAYED,
+						      QUEUE_OUT_PASSED, QUEUE_OUT_PERMFAIL,
+						      QUEUE_OUT_TEMPFAIL};
 	struct queue_rcpt_spec specs[N_ELEMENTS(notifies) * N_ELEMENTS(outcomes)];
 	char addrs[N_ELEMENTS(specs)][32];
 	struct queue_result res[N_ELEMENTS(specs)];
@@ -786,18 +783,16 @@ static void test_notify_matrix(void **state)
 		for (size_t j = 0; j < N_ELEMENTS(outcomes); j++) {
 			size_t k = i * N_ELEMENTS(outcomes) + j;
 			snprintf(addrs[k], sizeof addrs[k], "r%zu@example.net", k);
-			specs[k] = (struct queue_rcpt_spec){ addrs[k], NULL, notifies[i] };
-			res[k] = (struct queue_result){ (uint32_t)k, outcomes[j],
-							{ 250, NULL, "250 ok", "mx.example.net" } };
+			specs[k] = (struct queue_rcpt_spec){addrs[k], NULL, notifies[i]};
+			res[k] = (struct queue_result){
+			    (uint32_t)k, outcomes[j], {250, NULL, "250 ok", "mx.example.net"}};
 			if (outcomes[j] >= QUEUE_OUT_TEMPFAIL)
-				res[k].err = (struct queue_error){ outcomes[j] == QUEUE_OUT_TEMPFAIL
-									   ? 451
-									   : 550,
-								   NULL, "5xx/4xx",
-								   "mx.example.net" };
+				res[k].err = (struct queue_error){
+				    outcomes[j] == QUEUE_OUT_TEMPFAIL ? 451 : 550, NULL, "5xx/4xx",
+				    "mx.example.net"};
 		}
-	struct queue_envelope env = { .sender = "a@example.org", .arrival = T0, .rcpts = specs,
-				      .n_rcpts = N_ELEMENTS(specs) };
+	struct queue_envelope env = {
+	    .sender = "a@example.org", .arrival = T0, .rcpts = specs, .n_rcpts = N_ELEMENTS(specs)};
 	char id[17];
 	assert_int_equal(queue_enqueue(q, &env, orig_ascii, strlen(orig_ascii), id, &err), 0);
 	struct queue_due d;
@@ -846,7 +841,7 @@ static void test_notify_matrix(void **state)
 	struct buf b = BUF_INIT(0);
 	bool trunc;
 	assert_int_equal(queue_read(q, m, 1 << 20, &b, &trunc, &err), 0);
-	struct built bt = { .out = b };
+	struct built bt = {.out = b};
 	bt.m = mime_parse(b.data, b.len, NULL);
 	check_structure(&bt, "a@example.org", reported, false);
 	built_free(&bt);
@@ -860,16 +855,11 @@ static void test_notify_matrix(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_ret_table),
-		cmocka_unit_test(test_null_sender_and_nothing),
-		cmocka_unit_test(test_envid_orcpt),
-		cmocka_unit_test(test_delay_warning),
-		cmocka_unit_test(test_status),
-		cmocka_unit_test(test_diagnostic),
-		cmocka_unit_test(test_smtputf8),
-		cmocka_unit_test(test_mixed),
-		cmocka_unit_test(test_xtext),
-		cmocka_unit_test(test_notify_matrix),
+	    cmocka_unit_test(test_ret_table),	cmocka_unit_test(test_null_sender_and_nothing),
+	    cmocka_unit_test(test_envid_orcpt), cmocka_unit_test(test_delay_warning),
+	    cmocka_unit_test(test_status),	cmocka_unit_test(test_diagnostic),
+	    cmocka_unit_test(test_smtputf8),	cmocka_unit_test(test_mixed),
+	    cmocka_unit_test(test_xtext),	cmocka_unit_test(test_notify_matrix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,7 @@ static struct queue *open_q(const char *dir, unsigned flags)
 		fprintf(stderr, "queue_open: %s\n", err);
 	free(err);
 	assert_non_null(q);
-	struct queue_policy p = { .hostname = "mx.example.org" };
+	struct queue_policy p = {.hostname = "mx.example.org"};
 	queue_set_policy(q, &p);
 	return q;
 }
@@ -91,14 +91,14 @@ static size_t count_files(const char *dir, const char *sub)
 	return n;
 }
 
-static void enqueue(struct queue *q, const char *sender, const struct queue_rcpt_spec *r,
-		    size_t n, int64_t arrival, char id[17])
+static void enqueue(struct queue *q, const char *sender, const struct queue_rcpt_spec *r, size_t n,
+		    int64_t arrival, char id[17])
 {
 	struct queue_envelope env = {
-		.sender = sender,
-		.arrival = arrival,
-		.rcpts = r,
-		.n_rcpts = n,
+	    .sender = sender,
+	    .arrival = arrival,
+	    .rcpts = r,
+	    .n_rcpts = n,
 	};
 	char *err = NULL;
 	int rc = queue_enqueue(q, &env, msg_text, strlen(msg_text), id, &err);
@@ -129,10 +129,10 @@ static size_t list_count(struct queue *q)
 	return n;
 }
 
-static void record1(struct queue *q, const char *id, uint32_t rcpt, enum queue_outcome o,
-		    int code, const char *enh, const char *text, int64_t now)
+static void record1(struct queue *q, const char *id, uint32_t rcpt, enum queue_outcome o, int code,
+		    const char *enh, const char *text, int64_t now)
 {
-	struct queue_result r = { rcpt, o, { code, enh, text, "mx.example.net" } };
+	struct queue_result r = {rcpt, o, {code, enh, text, "mx.example.net"}};
 	char *err = NULL;
 	int rc = queue_record(q, id, &r, 1, now, &err);
 	if (rc != 0)
@@ -165,13 +165,12 @@ static void test_backoff(void **state)
 		unsigned attempts;
 		int64_t want;
 	} cases[] = {
-		{ 0, 0, 1, 300 },      { 0, 0, 2, 600 },     { 0, 0, 3, 1200 },
-		{ 0, 0, 6, 9600 },     { 0, 0, 7, 14400 },   { 0, 0, 8, 14400 },
-		{ 0, 0, 1000, 14400 }, { 60, 0, 1, 60 },     { 60, 0, 4, 480 },
-		{ 60, 100, 3, 100 },   { 10, 3600, 60, 3600 },
+	    {0, 0, 1, 300},   {0, 0, 2, 600},	 {0, 0, 3, 1200},      {0, 0, 6, 9600},
+	    {0, 0, 7, 14400}, {0, 0, 8, 14400},	 {0, 0, 1000, 14400},  {60, 0, 1, 60},
+	    {60, 0, 4, 480},  {60, 100, 3, 100}, {10, 3600, 60, 3600},
 	};
 	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
-		struct queue_policy p = { .retry = cases[i].retry, .max_backoff = cases[i].cap };
+		struct queue_policy p = {.retry = cases[i].retry, .max_backoff = cases[i].cap};
 		assert_int_equal(queue_backoff(&p, cases[i].attempts), cases[i].want);
 	}
 }
@@ -180,18 +179,18 @@ static void test_enqueue_list(void **state)
 {
 	struct fx *f = *state;
 	struct queue_rcpt_spec r[] = {
-		{ "b@Example.NET", "rfc822;b@Example.NET", QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE },
-		{ "c@example.com", NULL, 0 },
+	    {"b@Example.NET", "rfc822;b@Example.NET", QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE},
+	    {"c@example.com", NULL, 0},
 	};
 	struct queue_envelope env = {
-		.sender = "a@example.org",
-		.envid = "ENV-1",
-		.ret = QUEUE_RET_HDRS,
-		.eightbit = true,
-		.submitter = "a@example.org",
-		.arrival = T0,
-		.rcpts = r,
-		.n_rcpts = 2,
+	    .sender = "a@example.org",
+	    .envid = "ENV-1",
+	    .ret = QUEUE_RET_HDRS,
+	    .eightbit = true,
+	    .submitter = "a@example.org",
+	    .arrival = T0,
+	    .rcpts = r,
+	    .n_rcpts = 2,
 	};
 	char id[17], *err = NULL;
 	assert_int_equal(queue_enqueue(f->q, &env, msg_text, strlen(msg_text), id, &err), 0);
@@ -254,23 +253,23 @@ static void test_envelope_limits(void **state)
 		unsigned notify;
 		size_t n;
 	} bad[] = {
-		{ "a@b\r\nX: y", "c@d", NULL, NULL, 0, 1 },
-		{ "a@b", "", NULL, NULL, 0, 1 },
-		{ "a@b", "c@d\n", NULL, NULL, 0, 1 },
-		{ "a@b", long_addr, NULL, NULL, 0, 1 },
-		{ "a@b", "c@d", "no-semicolon", NULL, 0, 1 },
-		{ "a@b", "c@d", NULL, "env\x01", 0, 1 },
-		{ "a@b", "c@d", NULL, NULL, QUEUE_NOTIFY_NEVER | QUEUE_NOTIFY_DELAY, 1 },
-		{ "a@b", "c@d", NULL, NULL, 1u << 7, 1 },
-		{ "a@b", "c@d", NULL, NULL, 0, 0 },
+	    {"a@b\r\nX: y", "c@d", NULL, NULL, 0, 1},
+	    {"a@b", "", NULL, NULL, 0, 1},
+	    {"a@b", "c@d\n", NULL, NULL, 0, 1},
+	    {"a@b", long_addr, NULL, NULL, 0, 1},
+	    {"a@b", "c@d", "no-semicolon", NULL, 0, 1},
+	    {"a@b", "c@d", NULL, "env\x01", 0, 1},
+	    {"a@b", "c@d", NULL, NULL, QUEUE_NOTIFY_NEVER | QUEUE_NOTIFY_DELAY, 1},
+	    {"a@b", "c@d", NULL, NULL, 1u << 7, 1},
+	    {"a@b", "c@d", NULL, NULL, 0, 0},
 	};
 	for (size_t i = 0; i < N_ELEMENTS(bad); i++) {
-		struct queue_rcpt_spec r = { bad[i].addr, bad[i].orcpt, bad[i].notify };
+		struct queue_rcpt_spec r = {bad[i].addr, bad[i].orcpt, bad[i].notify};
 		struct queue_envelope env = {
-			.sender = bad[i].sender,
-			.envid = bad[i].envid,
-			.rcpts = &r,
-			.n_rcpts = bad[i].n,
+		    .sender = bad[i].sender,
+		    .envid = bad[i].envid,
+		    .rcpts = &r,
+		    .n_rcpts = bad[i].n,
 		};
 		char id[17], *err = NULL;
 		assert_int_equal(queue_enqueue(f->q, &env, "x\n", 2, id, &err), -1);
@@ -286,9 +285,9 @@ static void test_envelope_limits(void **state)
 static void test_due_grouping(void **state)
 {
 	struct fx *f = *state;
-	struct queue_rcpt_spec ra[] = { { "x1@y.org", NULL, 0 }, { "x2@X.org", NULL, 0 },
-					{ "x3@y.org", NULL, 0 } };
-	struct queue_rcpt_spec rb[] = { { "z@y.org", NULL, 0 } };
+	struct queue_rcpt_spec ra[] = {
+	    {"x1@y.org", NULL, 0}, {"x2@X.org", NULL, 0}, {"x3@y.org", NULL, 0}};
+	struct queue_rcpt_spec rb[] = {{"z@y.org", NULL, 0}};
 	char a[17], b[17];
 	enqueue(f->q, "s@example.org", ra, 3, T0, a);
 	enqueue(f->q, "s@example.org", rb, 1, T0 + 1, b);
@@ -319,11 +318,11 @@ static void test_due_grouping(void **state)
 	assert_int_equal(due_count(f->q, T0 + 100), 0);
 	assert_int_equal(queue_next_due(f->q, &t, &err), 0);
 	/* a release gives them back */
-	uint32_t idx[] = { 0, 2 };
+	uint32_t idx[] = {0, 2};
 	assert_int_equal(queue_release(f->q, a, idx, 2, &err), 0);
 	assert_int_equal(due_count(f->q, T0 + 100), 2);
 	/* max_rcpts bounds a call */
-	uint32_t all[] = { 0, 1, 2 };
+	uint32_t all[] = {0, 1, 2};
 	assert_int_equal(queue_release(f->q, a, all, 3, &err), 0);
 	assert_int_equal(queue_due(f->q, T0, 2, &d, &err), 0);
 	size_t n = 0;
@@ -337,7 +336,7 @@ static void test_due_grouping(void **state)
 static void test_backoff_lifetime(void **state)
 {
 	struct fx *f = *state;
-	struct queue_rcpt_spec r[] = { { "u@slow.example", NULL, QUEUE_NOTIFY_FAILURE } };
+	struct queue_rcpt_spec r[] = {{"u@slow.example", NULL, QUEUE_NOTIFY_FAILURE}};
 	char id[17];
 	enqueue(f->q, "s@example.org", r, 1, T0, id);
 	int64_t now = T0, expiry = T0 + 5 * 86400;
@@ -418,31 +417,31 @@ static void test_notify_rules(void **state)
 {
 	struct fx *f = *state;
 	struct queue_rcpt_spec r[] = {
-		{ "perm@x.example", NULL, 0 },                                        /* failed DSN */
-		{ "ok@x.example", NULL, QUEUE_NOTIFY_SUCCESS },                       /* delivered */
-		{ "passed@x.example", "rfc822;passed@x.example", QUEUE_NOTIFY_SUCCESS }, /* none */
-		{ "relay@x.example", NULL, QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE }, /* relayed */
-		{ "quiet@x.example", NULL, QUEUE_NOTIFY_NEVER },                      /* none */
-		{ "nofail@x.example", NULL, QUEUE_NOTIFY_SUCCESS },                   /* none */
-		{ "later@x.example", NULL, 0 },                                       /* pending */
+	    {"perm@x.example", NULL, 0},					    /* failed DSN */
+	    {"ok@x.example", NULL, QUEUE_NOTIFY_SUCCESS},			    /* delivered */
+	    {"passed@x.example", "rfc822;passed@x.example", QUEUE_NOTIFY_SUCCESS},  /* none */
+	    {"relay@x.example", NULL, QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE}, /* relayed */
+	    {"quiet@x.example", NULL, QUEUE_NOTIFY_NEVER},			    /* none */
+	    {"nofail@x.example", NULL, QUEUE_NOTIFY_SUCCESS},			    /* none */
+	    {"later@x.example", NULL, 0},					    /* pending */
 	};
 	char id[17], dsn[17], *err = NULL;
 	enqueue(f->q, "s@example.org", r, N_ELEMENTS(r), T0, id);
 	assert_int_equal(due_count(f->q, T0), 7);
 	struct queue_result res[] = {
-		{ 0, QUEUE_OUT_PERMFAIL, { 550, "5.1.1", "550 5.1.1 unknown user", "mx.x.example" } },
-		{ 1, QUEUE_OUT_DELIVERED, { 250, "2.0.0", "250 2.0.0 ok", NULL } },
-		{ 2, QUEUE_OUT_PASSED, { 250, NULL, "250 ok", "mx.x.example" } },
-		{ 3, QUEUE_OUT_RELAYED, { 250, NULL, "250 ok", "mx.x.example" } },
-		{ 4, QUEUE_OUT_PERMFAIL, { 550, NULL, "550 no", "mx.x.example" } },
-		{ 5, QUEUE_OUT_PERMFAIL, { 550, NULL, "550 no", "mx.x.example" } },
-		{ 6, QUEUE_OUT_TEMPFAIL, { 0, "4.4.1", "connection refused", "mx.x.example" } },
+	    {0, QUEUE_OUT_PERMFAIL, {550, "5.1.1", "550 5.1.1 unknown user", "mx.x.example"}},
+	    {1, QUEUE_OUT_DELIVERED, {250, "2.0.0", "250 2.0.0 ok", NULL}},
+	    {2, QUEUE_OUT_PASSED, {250, NULL, "250 ok", "mx.x.example"}},
+	    {3, QUEUE_OUT_RELAYED, {250, NULL, "250 ok", "mx.x.example"}},
+	    {4, QUEUE_OUT_PERMFAIL, {550, NULL, "550 no", "mx.x.example"}},
+	    {5, QUEUE_OUT_PERMFAIL, {550, NULL, "550 no", "mx.x.example"}},
+	    {6, QUEUE_OUT_TEMPFAIL, {0, "4.4.1", "connection refused", "mx.x.example"}},
 	};
 	assert_int_equal(queue_record(f->q, id, res, N_ELEMENTS(res), T0 + 10, &err), 0);
 	struct queue_msg *m = get(f->q, id, T0 + 10);
 	static const enum queue_action want[] = {
-		QUEUE_ACTION_FAILED, QUEUE_ACTION_DELIVERED, QUEUE_ACTION_NONE, QUEUE_ACTION_RELAYED,
-		QUEUE_ACTION_NONE,   QUEUE_ACTION_NONE,      QUEUE_ACTION_NONE,
+	    QUEUE_ACTION_FAILED, QUEUE_ACTION_DELIVERED, QUEUE_ACTION_NONE, QUEUE_ACTION_RELAYED,
+	    QUEUE_ACTION_NONE,	 QUEUE_ACTION_NONE,	 QUEUE_ACTION_NONE,
 	};
 	for (size_t i = 0; i < N_ELEMENTS(want); i++)
 		assert_int_equal(m->rcpts[i].action, want[i]);
@@ -491,7 +490,7 @@ static void test_notify_rules(void **state)
 static void test_null_sender(void **state)
 {
 	struct fx *f = *state;
-	struct queue_rcpt_spec r[] = { { "u@x.example", NULL, 0 } };
+	struct queue_rcpt_spec r[] = {{"u@x.example", NULL, 0}};
 	char id[17], dsn[17], *err = NULL;
 	enqueue(f->q, "", r, 1, T0, id);
 	assert_int_equal(due_count(f->q, T0), 1);
@@ -512,17 +511,17 @@ static void test_delay_warning(void **state)
 {
 	struct fx *f = *state;
 	struct queue_rcpt_spec r[] = {
-		{ "d1@x.example", NULL, 0 },
-		{ "d2@x.example", NULL, QUEUE_NOTIFY_DELAY | QUEUE_NOTIFY_FAILURE },
-		{ "d3@x.example", NULL, QUEUE_NOTIFY_FAILURE }, /* no DELAY: no warning */
+	    {"d1@x.example", NULL, 0},
+	    {"d2@x.example", NULL, QUEUE_NOTIFY_DELAY | QUEUE_NOTIFY_FAILURE},
+	    {"d3@x.example", NULL, QUEUE_NOTIFY_FAILURE}, /* no DELAY: no warning */
 	};
 	char id[17], *err = NULL;
 	enqueue(f->q, "s@example.org", r, 3, T0, id);
 	assert_int_equal(due_count(f->q, T0), 3);
 	struct queue_result res[3];
 	for (uint32_t i = 0; i < 3; i++)
-		res[i] = (struct queue_result){ i, QUEUE_OUT_TEMPFAIL,
-						{ 450, "4.2.0", "450 4.2.0 mailbox busy", "mx" } };
+		res[i] = (struct queue_result){
+		    i, QUEUE_OUT_TEMPFAIL, {450, "4.2.0", "450 4.2.0 mailbox busy", "mx"}};
 	assert_int_equal(queue_record(f->q, id, res, 3, T0, &err), 0);
 	/* not before 4 hours */
 	assert_int_equal(queue_notify_all(f->q, T0 + 4 * 3600 - 1, &err), 0);
@@ -560,13 +559,13 @@ static void test_delay_warning(void **state)
 static void test_flush_delete(void **state)
 {
 	struct fx *f = *state;
-	struct queue_rcpt_spec r[] = { { "u@x.example", NULL, 0 }, { "v@y.example", NULL, 0 } };
+	struct queue_rcpt_spec r[] = {{"u@x.example", NULL, 0}, {"v@y.example", NULL, 0}};
 	char a[17], b[17], *err = NULL;
 	enqueue(f->q, "s@example.org", r, 2, T0, a);
 	enqueue(f->q, "s@example.org", r, 1, T0, b);
 	assert_int_equal(due_count(f->q, T0), 3);
-	struct queue_result res[] = { { 0, QUEUE_OUT_TEMPFAIL, { 421, NULL, "421 x", NULL } },
-				      { 1, QUEUE_OUT_TEMPFAIL, { 421, NULL, "421 x", NULL } } };
+	struct queue_result res[] = {{0, QUEUE_OUT_TEMPFAIL, {421, NULL, "421 x", NULL}},
+				     {1, QUEUE_OUT_TEMPFAIL, {421, NULL, "421 x", NULL}}};
 	assert_int_equal(queue_record(f->q, a, res, 2, T0, &err), 0);
 	assert_int_equal(queue_record(f->q, b, res, 1, T0, &err), 0);
 	assert_int_equal(due_count(f->q, T0 + 1), 0);
@@ -609,11 +608,11 @@ static void test_server_lock(void **state)
 static void test_crash_enqueue(void **state)
 {
 	struct fx *f = *state;
-	static const enum queue_crash points[] = { QUEUE_CRASH_ENQ_TMP, QUEUE_CRASH_ENQ_RENAMED,
-						   QUEUE_CRASH_ENQ_FILE, QUEUE_CRASH_ENQ_TXN };
-	static const char *const debris[] = { "tmp", "new", "new", "new" };
-	struct queue_rcpt_spec r[] = { { "u@x.example", NULL, 0 } };
-	struct queue_envelope env = { .sender = "s@example.org", .rcpts = r, .n_rcpts = 1 };
+	static const enum queue_crash points[] = {QUEUE_CRASH_ENQ_TMP, QUEUE_CRASH_ENQ_RENAMED,
+						  QUEUE_CRASH_ENQ_FILE, QUEUE_CRASH_ENQ_TXN};
+	static const char *const debris[] = {"tmp", "new", "new", "new"};
+	struct queue_rcpt_spec r[] = {{"u@x.example", NULL, 0}};
+	struct queue_envelope env = {.sender = "s@example.org", .rcpts = r, .n_rcpts = 1};
 	for (size_t i = 0; i < N_ELEMENTS(points); i++) {
 		char id[17], *err = NULL;
 		queue_test_crash_at(points[i]);
@@ -642,7 +641,7 @@ static void test_crash_enqueue(void **state)
 static void test_crash_delivery(void **state)
 {
 	struct fx *f = *state;
-	struct queue_rcpt_spec r[] = { { "u@x.example", NULL, 0 }, { "v@x.example", NULL, 0 } };
+	struct queue_rcpt_spec r[] = {{"u@x.example", NULL, 0}, {"v@x.example", NULL, 0}};
 	char id[17];
 	enqueue(f->q, "s@example.org", r, 2, T0, id);
 	assert_int_equal(due_count(f->q, T0), 2);
@@ -664,7 +663,7 @@ static void test_crash_delivery(void **state)
 static void test_crash_notify(void **state)
 {
 	struct fx *f = *state;
-	struct queue_rcpt_spec r[] = { { "u@x.example", NULL, 0 } };
+	struct queue_rcpt_spec r[] = {{"u@x.example", NULL, 0}};
 	char id[17], dsn[17], *err = NULL;
 	enqueue(f->q, "s@example.org", r, 1, T0, id);
 	assert_int_equal(due_count(f->q, T0), 1);
@@ -722,9 +721,9 @@ static void file_done(struct delivery *d, int result, const char *err, void *ctx
 	struct file_ctx *c = ctx;
 	assert_int_equal(result, 0);
 	(void)err;
-	struct queue_rcpt_spec r = { "u@x.example", NULL, 0 };
-	struct queue_envelope env = { .sender = "s@example.org", .arrival = T0, .rcpts = &r,
-				      .n_rcpts = 1 };
+	struct queue_rcpt_spec r = {"u@x.example", NULL, 0};
+	struct queue_envelope env = {
+	    .sender = "s@example.org", .arrival = T0, .rcpts = &r, .n_rcpts = 1};
 	char *e = NULL;
 	c->rc = queue_enqueue_file(c->q, &env, delivery_target_file(d, 0), c->id, &e);
 	free(e);
@@ -737,7 +736,7 @@ static void test_enqueue_file(void **state)
 	char *err = NULL;
 	assert_int_equal(delivery_add_target(d, queue_spool_root(f->q), NULL, &err), 0);
 	assert_int_equal(delivery_write(d, msg_text, strlen(msg_text)), 0);
-	struct file_ctx c = { f->q, -2, "" };
+	struct file_ctx c = {f->q, -2, ""};
 	struct committer *cm = committer_new(NULL, NULL);
 	committer_submit(cm, d, file_done, &c);
 	committer_free(&cm); /* commits, then runs the done callback */
@@ -753,10 +752,10 @@ static void test_enqueue_file(void **state)
 	buf_deinit(&b);
 	queue_msg_free(&m);
 	/* names outside new/ are refused */
-	struct queue_rcpt_spec r = { "u@x.example", NULL, 0 };
-	struct queue_envelope env = { .sender = "", .rcpts = &r, .n_rcpts = 1 };
+	struct queue_rcpt_spec r = {"u@x.example", NULL, 0};
+	struct queue_envelope env = {.sender = "", .rcpts = &r, .n_rcpts = 1};
 	char id[17];
-	static const char *const bad[] = { "cur/x", "new/", "new/../queue.db", "new/a/b", "/etc/x" };
+	static const char *const bad[] = {"cur/x", "new/", "new/../queue.db", "new/a/b", "/etc/x"};
 	for (size_t i = 0; i < N_ELEMENTS(bad); i++) {
 		assert_int_equal(queue_enqueue_file(f->q, &env, bad[i], id, &err), -1);
 		free(err);
@@ -832,9 +831,10 @@ static void *conc_cli(void *arg)
 						__atomic_fetch_add(&c->handed[x], (int)m->n_rcpts,
 								   __ATOMIC_SEQ_CST);
 					for (size_t r = 0; r < m->n_rcpts; r++) {
-						struct queue_result res = { m->rcpts[r].idx,
-									    QUEUE_OUT_PASSED,
-									    { 250, NULL, "250", NULL } };
+						struct queue_result res = {
+						    m->rcpts[r].idx,
+						    QUEUE_OUT_PASSED,
+						    {250, NULL, "250", NULL}};
 						if (queue_record(cli, m->id, &res, 1, T0 + 1000,
 								 &err) < 0)
 							c->errors++;
@@ -855,7 +855,7 @@ static void test_concurrent(void **state)
 	memset(&c, 0, sizeof c);
 	c.dir = f->dir;
 	c.q = f->q;
-	struct queue_rcpt_spec r[] = { { "u@x.example", NULL, 0 }, { "v@y.example", NULL, 0 } };
+	struct queue_rcpt_spec r[] = {{"u@x.example", NULL, 0}, {"v@y.example", NULL, 0}};
 	for (int i = 0; i < CONC_MSGS; i++)
 		enqueue(f->q, "s@example.org", r, 2, T0, c.ids[i]);
 	pthread_t th;
@@ -874,15 +874,13 @@ static void test_concurrent(void **state)
 				__atomic_fetch_add(&c.handed[x], (int)m->n_rcpts, __ATOMIC_SEQ_CST);
 				struct queue_result res[2];
 				for (size_t k = 0; k < m->n_rcpts; k++)
-					res[k] = (struct queue_result){ m->rcpts[k].idx,
-									QUEUE_OUT_PASSED,
-									{ 250, NULL, "250", NULL } };
-				assert_int_equal(queue_record(f->q, m->id, res, m->n_rcpts,
-							      T0 + 1000, &err),
-						 0);
-				assert_int_not_equal(queue_notify(f->q, m->id, T0 + 1000, NULL,
-								  &err),
-						     -1);
+					res[k] = (struct queue_result){m->rcpts[k].idx,
+								       QUEUE_OUT_PASSED,
+								       {250, NULL, "250", NULL}};
+				assert_int_equal(
+				    queue_record(f->q, m->id, res, m->n_rcpts, T0 + 1000, &err), 0);
+				assert_int_not_equal(
+				    queue_notify(f->q, m->id, T0 + 1000, NULL, &err), -1);
 			}
 		queue_due_free(&d);
 		if (idle > 0)
@@ -901,21 +899,21 @@ static void test_concurrent(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_backoff),
-		cmocka_unit_test_setup_teardown(test_enqueue_list, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_envelope_limits, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_due_grouping, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backoff_lifetime, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_notify_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_null_sender, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_delay_warning, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_flush_delete, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_server_lock, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_enqueue, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_delivery, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_crash_notify, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_enqueue_file, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test_setup_teardown(test_enqueue_list, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_envelope_limits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_due_grouping, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_backoff_lifetime, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_notify_rules, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_null_sender, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delay_warning, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_flush_delete, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_server_lock, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crash_enqueue, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crash_delivery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crash_notify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_enqueue_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
