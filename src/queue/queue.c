@@ -1510,11 +1510,13 @@ int queue_notify(struct queue *q, const char *id, int64_t now, char dsn_id_r[17]
 	}
 	sqlite3_stmt *rep = prep(q,
 				 "UPDATE rcpts SET reported = 1 WHERE msg = ? AND idx = ? "
-				 "AND state IN ('delivered','failed')",
+				 "AND state IN ('delivered','failed') AND reported = 0",
 				 err_r);
-	sqlite3_stmt *warn =
-	    prep(q, "UPDATE rcpts SET delay_warned = 1 WHERE msg = ? AND idx = ?", err_r);
+	sqlite3_stmt *warn = prep(
+	    q, "UPDATE rcpts SET delay_warned = 1 WHERE msg = ? AND idx = ? AND delay_warned = 0",
+	    err_r);
 	int ok = rep != NULL && warn != NULL;
+	bool raced = false;
 	for (size_t i = 0; ok && i < m->n_rcpts; i++) {
 		const struct queue_rcpt *rc = &m->rcpts[i];
 		sqlite3_stmt *st = NULL;
@@ -1529,11 +1531,18 @@ int queue_notify(struct queue *q, const char *id, int64_t now, char dsn_id_r[17]
 		sqlite3_bind_int64(st, 2, rc->idx);
 		if (sqlite3_step(st) != SQLITE_DONE)
 			ok = db_fail(q, err_r, "mark rcpt") == 0;
+		else if (rc->action != QUEUE_ACTION_NONE && sqlite3_changes(q->db) != 1)
+			raced = true; /* reported by another handle since our snapshot */
 	}
 	sqlite3_finalize(rep);
 	sqlite3_finalize(warn);
 	if (!ok)
 		goto fail_txn;
+	if (raced) { /* never the same notification twice: drop ours */
+		rollback(q);
+		r = 0;
+		goto fail_dsn;
+	}
 	/* Removal once every recipient is final and handled. */
 	sqlite3_stmt *left = prep(q,
 				  "SELECT COUNT(*) FROM rcpts WHERE msg = ? AND NOT "

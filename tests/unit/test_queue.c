@@ -709,6 +709,39 @@ static void test_crash_notify(void **state)
 	assert_int_equal(list_count(f->q), 1);
 }
 
+/* The original's file lost (not by us): the bounce still goes, without it. */
+static void test_lost_file(void **state)
+{
+	struct fx *f = *state;
+	struct queue_rcpt_spec r[] = {{"u@x.example", NULL, 0}};
+	char id[17], dsn[17], *err = NULL;
+	enqueue(f->q, "s@example.org", r, 1, T0, id);
+	struct queue_msg *m = get(f->q, id, T0);
+	char *path = queue_msg_path(f->q, m);
+	assert_int_equal(unlink(path), 0);
+	free(path);
+	struct buf b = BUF_INIT(0);
+	bool trunc;
+	assert_int_equal(queue_read(f->q, m, 100, &b, &trunc, &err), -1);
+	assert_int_equal(errno, ENOENT);
+	free(err);
+	err = NULL;
+	queue_msg_free(&m);
+	queue_close(&f->q);
+	f->q = open_q(f->dir, QUEUE_OPEN_SERVER); /* logs it, keeps the rows */
+	assert_int_equal(due_count(f->q, T0), 1);
+	record1(f->q, id, 0, QUEUE_OUT_PERMFAIL, 554, "5.3.0", "message file lost", T0);
+	assert_int_equal(queue_notify(f->q, id, T0, dsn, &err), 1);
+	m = get(f->q, dsn, T0);
+	assert_non_null(m);
+	assert_int_equal(queue_read(f->q, m, 1 << 20, &b, &trunc, &err), 0);
+	struct mime_message *mm = mime_parse(b.data, b.len, NULL);
+	assert_int_equal(mm->parts[0].n_children, 2);
+	mime_message_free(&mm);
+	buf_deinit(&b);
+	queue_msg_free(&m);
+}
+
 /* The SMTP path: the file written by store/maildir.c's group commit. */
 struct file_ctx {
 	struct queue *q;
@@ -912,6 +945,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_crash_enqueue, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_crash_delivery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_crash_notify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lost_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enqueue_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 	};
