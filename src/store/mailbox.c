@@ -67,6 +67,23 @@ unsigned mbox_test_crash_points(void)
 	return crash_count;
 }
 
+static bool test_nosync;
+
+void mbox_test_nosync(bool on)
+{
+	test_nosync = on;
+}
+
+static int sync_dir(const char *path)
+{
+	return test_nosync ? 0 : fsync_dir(path);
+}
+
+static int sync_data(int fd)
+{
+	return test_nosync ? 0 : fdatasync(fd);
+}
+
 static void crash_point(void)
 {
 	crash_count++;
@@ -1336,7 +1353,8 @@ int mstore_open(const char *root, struct mstore **s_r, struct mbox_err *err)
 	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
 	/* synchronous=FULL: a UID the client was told must survive a power loss. */
 	if (exec(s, "PRAGMA journal_mode = WAL", err) < 0 ||
-	    exec(s, "PRAGMA synchronous = FULL", err) < 0 || tx_begin(s, err) < 0) {
+	    exec(s, test_nosync ? "PRAGMA synchronous = OFF" : "PRAGMA synchronous = FULL", err) < 0 ||
+	    tx_begin(s, err) < 0) {
 		mstore_close(&s);
 		return -1;
 	}
@@ -2015,7 +2033,7 @@ int mbox_append_commit(struct mbox_append **ap, unsigned flags, const char *cons
 	struct timespec ts[2] = { { internaldate, 0 }, { internaldate, 0 } };
 	crash_point();
 	/* Data first; the mtime carries INTERNALDATE for a reindex. */
-	if (fdatasync(a->fd) != 0 || futimens(a->fd, ts) != 0) {
+	if (sync_data(a->fd) != 0 || futimens(a->fd, ts) != 0) {
 		fail_errno(err, "fsync", a->tmp_path);
 		parsed_deinit(&p);
 		mbox_append_abort(ap);
@@ -2047,7 +2065,7 @@ int mbox_append_commit(struct mbox_append **ap, unsigned flags, const char *cons
 		goto out;
 	}
 	crash_point();
-	if (fsync_dir(a->cur_dir) != 0) {
+	if (sync_dir(a->cur_dir) != 0) {
 		fail_errno(err, "fsync", a->cur_dir);
 		unlink(dst);
 		goto out;
@@ -2730,7 +2748,7 @@ static int remove_msgs(struct mstore *s, struct mrow *r, struct victim *v, size_
 		free(p);
 	}
 	char *cur = xasprintf("%s/cur", dir);
-	if (ret == 0 && fsync_dir(cur) != 0)
+	if (ret == 0 && sync_dir(cur) != 0)
 		ret = fail_errno(err, "fsync", cur);
 	crash_point();
 	free(cur);
@@ -2906,7 +2924,7 @@ static int copy_msgs(struct mstore *s, struct mrow *src, const uint32_t *uids, s
 		moved[done] = v[i];
 		done++;
 	}
-	if (done && fsync_dir(dcur) != 0) {
+	if (done && sync_dir(dcur) != 0) {
 		fail_errno(err, "fsync", dcur);
 		goto out_names;
 	}

@@ -340,5 +340,9 @@ int mbox_copy(struct mbox *m, const uint32_t *uids, size_t n, const char *dest, 
 void mbox_test_crash_at(unsigned n);
 /* Crash points passed since the last mbox_test_crash_at(). */
 unsigned mbox_test_crash_points(void);
+/* Skip fsync/fdatasync and run SQLite with synchronous=OFF for stores
+ * opened afterwards: enough for tests that kill processes (the page cache
+ * survives them) and much faster on a busy disk. Never in the server. */
+void mbox_test_nosync(bool on);
 
 #endif
