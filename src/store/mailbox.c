@@ -1158,7 +1158,9 @@ static const char *const schema[] = {
 	"uid INTEGER NOT NULL, base TEXT NOT NULL, path TEXT NOT NULL, flags INTEGER NOT NULL, "
 	"keywords TEXT NOT NULL DEFAULT '', internaldate INTEGER NOT NULL, tz INTEGER NOT NULL "
 	"DEFAULT 0, size INTEGER NOT NULL, wsize INTEGER NOT NULL, modseq INTEGER NOT NULL)",
-	"CREATE UNIQUE INDEX IF NOT EXISTS messages_uid ON messages(mailbox, uid, flags)",
+	"CREATE UNIQUE INDEX IF NOT EXISTS messages_uid ON messages(mailbox, uid)",
+	/* Covers SELECT's UID list, STATUS counts and the first unseen. */
+	"CREATE INDEX IF NOT EXISTS messages_cover ON messages(mailbox, uid, flags, wsize)",
 	"CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages(mailbox, base)",
 	"CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox, modseq)",
 	"CREATE TABLE IF NOT EXISTS cache(id INTEGER PRIMARY KEY, envelope TEXT, body TEXT, "
@@ -2294,6 +2296,22 @@ int mbox_keywords(struct mbox *m, char ***kw_r, size_t *n_r, struct mbox_err *er
 	}
 	sqlite3_finalize(st);
 	return 0;
+}
+
+int mbox_first_unseen(struct mbox *m, uint32_t *uid_r, struct mbox_err *err)
+{
+	*uid_r = 0;
+	sqlite3_stmt *st = prep(m->s,
+				"SELECT min(uid) FROM messages WHERE mailbox = ? AND (flags & 1) = 0",
+				err);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, m->id);
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*uid_r = (uint32_t)sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW ? 0 : db_fail(m->s, err, "first unseen");
 }
 
 void mbox_strv_free(char **v, size_t n)

@@ -69,6 +69,36 @@
  *
  * Threads: a struct mstore (one SQLite connection) and its mboxes are used
  * by one thread at a time; give each IMAP session its own mstore_open().
+ *
+ * What the IMAP engine calls when:
+ *   after LOGIN      mstore_open(account root) (creates a new account's
+ *                    mailboxes); mstore_close at LOGOUT.
+ *   LIST/LSUB        mstore_list, then match the patterns (and convert names
+ *                    to modified UTF-7 for rev1 clients); STATUS items of
+ *                    LIST-STATUS via mstore_status.
+ *   CREATE/DELETE/RENAME/SUBSCRIBE/UNSUBSCRIBE/STATUS  the mstore_* calls.
+ *   SELECT/EXAMINE   mbox_open; copy mbox_uids() into the sequence map;
+ *                    EXISTS = count, RECENT = mbox_is_recent() count,
+ *                    UIDVALIDITY/UIDNEXT/HIGHESTMODSEQ accessors, FLAGS and
+ *                    PERMANENTFLAGS from mbox_keywords, [UNSEEN] from
+ *                    mbox_first_unseen. mbox_close on CLOSE/UNSELECT/reselect.
+ *   FETCH            mbox_meta / mbox_meta_range (flags, sizes, dates, cached
+ *                    ENVELOPE/BODY/BODYSTRUCTURE, the part tree) and
+ *                    mbox_msg_open for body sections; EXPUNGED means answer
+ *                    per RFC 2180 4.1.
+ *   STORE            mbox_store; then send FETCH for the UIDs (unless
+ *                    .SILENT) from mbox_meta.
+ *   EXPUNGE/UID EXPUNGE/CLOSE  mbox_expunge (CLOSE sends nothing).
+ *   COPY/MOVE        mbox_copy (COPYUID from its arrays; for MOVE send
+ *                    EXPUNGE for the source UIDs).
+ *   APPEND           mstore_append_begin, mbox_append_write per literal
+ *                    chunk, mbox_append_commit (APPENDUID) or _abort.
+ *   NOOP/CHECK/IDLE polling and the end of every command where untagged
+ *   EXPUNGE may be sent: mbox_sync, then EXPUNGE (for UIDs still in the map,
+ *   highest sequence number first or adjusting as you go), EXISTS/RECENT for
+ *   `added`, FETCH FLAGS for `changed`. During FETCH/STORE/SEARCH either do
+ *   not sync or keep its expunges until it is allowed. NONEXISTENT from
+ *   mbox_sync means the selected mailbox was deleted: BYE or deselect.
  */
 #ifndef TERN_STORE_MAILBOX_H
 #define TERN_STORE_MAILBOX_H
@@ -243,6 +273,9 @@ bool mbox_is_recent(const struct mbox *m, uint32_t uid);
  * malloc'd array of malloc'd strings. */
 int mbox_keywords(struct mbox *m, char ***kw_r, size_t *n_r, struct mbox_err *err) ATTR_WARN_UNUSED;
 void mbox_strv_free(char **v, size_t n);
+/* UID of the first message without \Seen, 0 if none (SELECT's [UNSEEN n]
+ * for IMAP4rev1; the engine maps it to a sequence number). */
+int mbox_first_unseen(struct mbox *m, uint32_t *uid_r, struct mbox_err *err) ATTR_WARN_UNUSED;
 
 struct mbox_flag_change {
 	uint32_t uid;

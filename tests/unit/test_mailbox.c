@@ -455,6 +455,9 @@ static void test_append_select(void **state)
 	assert_int_equal(err.code, MBOX_E_EXPUNGED);
 	char **kw;
 	size_t nkw;
+	uint32_t fu;
+	assert_int_equal(mbox_first_unseen(m, &fu, &err), 0);
+	assert_int_equal(fu, 2);
 	assert_int_equal(mbox_keywords(m, &kw, &nkw, &err), 0);
 	assert_int_equal(nkw, 1);
 	assert_string_equal(kw[0], "$Label1");
