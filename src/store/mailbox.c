@@ -311,7 +311,7 @@ static char *sanitize_host(void)
 		snprintf(h, sizeof h, "localhost");
 	h[sizeof h - 1] = '\0';
 	struct buf o = BUF_INIT(0);
-	for (size_t i = 0; h[i] && i < 64; i++) {
+	for (size_t i = 0; i < 64 && h[i]; i++) {
 		unsigned char c = (unsigned char)h[i];
 		if (c == '/' || c == ':' || c == ',' || c == '\\' || c <= 0x20 || c >= 0x7f)
 			buf_xprintf(&o, "\\%03o", c);
@@ -2586,6 +2586,24 @@ int mbox_msg_open(struct mbox *m, uint32_t uid, int *fd_r, struct mbox_err *err)
 
 /* ---- STORE -------------------------------------------------------------------------- */
 
+/* One message's planned change (first pass of mbox_store). */
+struct store_plan {
+	int64_t id;
+	unsigned old_flags, new_flags;
+	char *path, *base, *kw;
+	bool kw_changed;
+};
+
+static void plans_free(struct store_plan *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(p[i].path);
+		free(p[i].base);
+		free(p[i].kw);
+	}
+	free(p);
+}
+
 int mbox_store(struct mbox *m, const uint32_t *uids, size_t n, enum mbox_flag_op op,
 	       unsigned flags, const char *const *keywords, size_t n_keywords,
 	       uint64_t unchanged_since, uint32_t **failed_r, size_t *n_failed_r,
@@ -2612,103 +2630,112 @@ int mbox_store(struct mbox *m, const uint32_t *uids, size_t n, enum mbox_flag_op
 	char *dir = mdir(s, r.dir);
 	char *curdir = xasprintf("%s/cur", dir);
 	uint32_t *failed = NULL;
-	size_t nf = 0;
+	size_t nf = 0, np = 0;
+	struct store_plan *plan = NULL;
 	int ret = -1;
-	bool renamed = false;
+	sqlite3_stmt *upd = NULL;
 	sqlite3_stmt *sel = prep(s,
 				 "SELECT id, flags, keywords, path, base, modseq FROM messages "
 				 "WHERE mailbox = ? AND uid = ?",
 				 err);
-	sqlite3_stmt *upd = prep(s,
-				 "UPDATE messages SET flags = ?, keywords = ?, path = ?, modseq = ? "
-				 "WHERE id = ?",
-				 err);
-	if (!sel || !upd)
+	if (!sel)
 		goto out;
+	/* Pass 1: what changes, and whether every change is allowed, before
+	 * anything is touched (a refused STORE changes nothing). */
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_reset(sel);
 		sqlite3_bind_int64(sel, 1, m->id);
 		sqlite3_bind_int64(sel, 2, uids[i]);
 		if (sqlite3_step(sel) != SQLITE_ROW)
 			continue;
-		int64_t id = sqlite3_column_int64(sel, 0);
-		unsigned of = (unsigned)sqlite3_column_int(sel, 1);
-		char *okw = col_str(sel, 2);
-		char *path = col_str(sel, 3);
-		char *base = col_str(sel, 4);
 		uint64_t oms = (uint64_t)sqlite3_column_int64(sel, 5);
 		if (unchanged_since && oms > unchanged_since) {
 			failed = xrealloc(failed, (nf + 1) * sizeof *failed);
 			failed[nf++] = uids[i];
-			free(okw);
-			free(path);
-			free(base);
 			continue;
 		}
+		unsigned of = (unsigned)sqlite3_column_int(sel, 1);
 		unsigned nfl = op == MBOX_OP_REPLACE ? flags
 			     : op == MBOX_OP_ADD     ? (of | flags)
 						     : (of & ~flags);
-		char *nkw = kw_apply(okw, op, keywords, n_keywords);
-		bool kw_changed = strcmp(okw, nkw) != 0;
-		int rc = 0;
-		if (kw_count(nkw) > MBOX_KEYWORDS_MAX)
-			rc = fail(err, MBOX_E_LIMIT, "too many keywords");
-		char *npath = xstrdup(path);
-		if (rc == 0 && nfl != of) {
-			/* Mirror the flags into the file name (other tools see them). */
-			char *from = xasprintf("%s/%s", dir, path);
+		const char *okw = (const char *)sqlite3_column_text(sel, 2);
+		char *nkw = kw_apply(okw ? okw : "", op, keywords, n_keywords);
+		bool kwc = strcmp(okw ? okw : "", nkw) != 0;
+		if (kw_count(nkw) > MBOX_KEYWORDS_MAX) {
+			free(nkw);
+			fail(err, MBOX_E_LIMIT, "too many keywords");
+			goto out;
+		}
+		if (nfl == of && !kwc) {
+			free(nkw);
+			continue;
+		}
+		plan = xrealloc(plan, (np + 1) * sizeof *plan);
+		struct store_plan *p = &plan[np++];
+		p->id = sqlite3_column_int64(sel, 0);
+		p->old_flags = of;
+		p->new_flags = nfl;
+		p->path = col_str(sel, 3);
+		p->base = col_str(sel, 4);
+		p->kw = nkw;
+		p->kw_changed = kwc;
+	}
+	sqlite3_finalize(sel);
+	sel = NULL;
+	upd = prep(s, "UPDATE messages SET flags = ?, keywords = ?, path = ?, modseq = ? WHERE id = ?",
+		   err);
+	if (!upd)
+		goto out;
+	/* Pass 2: mirror the flags into the file names (other tools see them),
+	 * then the rows. A crash in between is repaired by the next scan, which
+	 * takes the flags from the names. */
+	for (size_t i = 0; i < np; i++) {
+		struct store_plan *p = &plan[i];
+		if (p->new_flags != p->old_flags) {
+			char *from = xasprintf("%s/%s", dir, p->path);
 			if (access(from, F_OK) != 0) {
-				char *w = locate(dir, base);
+				char *w = locate(dir, p->base);
 				free(from);
 				from = w ? xasprintf("%s/%s", dir, w) : NULL;
 				if (w) {
-					free(npath);
-					npath = w;
+					free(p->path);
+					p->path = w;
 				}
 			}
-			if (from) {
-				const char *fname = strchr(npath, '/') + 1;
-				char *nn = name_with_flags(fname, nfl);
+			if (from) { /* else gone: the next scan expunges it */
+				char *nn = name_with_flags(strchr(p->path, '/') + 1, p->new_flags);
 				char *to = xasprintf("%s/%s", curdir, nn);
 				crash_point();
-				if (rename(from, to) != 0)
-					rc = fail_errno(err, "rename", from);
-				else
-					renamed = true;
+				int rc = rename(from, to);
+				if (rc != 0)
+					fail_errno(err, "rename", from);
 				crash_point();
-				free(npath);
-				npath = xasprintf("cur/%s", nn);
+				free(p->path);
+				p->path = xasprintf("cur/%s", nn);
 				free(nn);
 				free(to);
 				free(from);
+				if (rc != 0)
+					goto out;
 			}
 		}
-		if (rc == 0 && (nfl != of || kw_changed)) {
-			sqlite3_reset(upd);
-			sqlite3_bind_int(upd, 1, (int)nfl);
-			sqlite3_bind_text(upd, 2, nkw, -1, SQLITE_STATIC);
-			sqlite3_bind_text(upd, 3, npath, -1, SQLITE_STATIC);
-			sqlite3_bind_int64(upd, 4, (int64_t)++r.modseq);
-			sqlite3_bind_int64(upd, 5, id);
-			if (sqlite3_step(upd) != SQLITE_DONE)
-				rc = db_fail(s, err, "store");
-			if (rc == 0 && kw_changed)
-				rc = kw_record(s, m->id, nkw, err);
+		sqlite3_reset(upd);
+		sqlite3_bind_int(upd, 1, (int)p->new_flags);
+		sqlite3_bind_text(upd, 2, p->kw, -1, SQLITE_STATIC);
+		sqlite3_bind_text(upd, 3, p->path, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(upd, 4, (int64_t)++r.modseq);
+		sqlite3_bind_int64(upd, 5, p->id);
+		if (sqlite3_step(upd) != SQLITE_DONE) {
+			db_fail(s, err, "store");
+			goto out;
 		}
-		free(okw);
-		free(nkw);
-		free(path);
-		free(npath);
-		free(base);
-		if (rc < 0)
+		if (p->kw_changed && kw_record(s, m->id, p->kw, err) < 0)
 			goto out;
 	}
-	(void)renamed; /* a rename is durable enough: a lost one is re-done by scan */
+	sqlite3_finalize(upd);
+	upd = NULL;
 	if (mrow_save(s, &r, err) < 0)
 		goto out;
-	sqlite3_finalize(sel);
-	sqlite3_finalize(upd);
-	sel = upd = NULL;
 	ret = tx_commit(s, err);
 out:
 	sqlite3_finalize(sel);
@@ -2724,6 +2751,7 @@ out:
 		if (n_failed_r)
 			*n_failed_r = nf;
 	}
+	plans_free(plan, np);
 	free(dir);
 	free(curdir);
 	mrow_free(&r);

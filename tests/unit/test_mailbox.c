@@ -25,6 +25,7 @@
 
 #include "base/util.h"
 #include "store/maildir.h"
+#include "store/maildrop.h"
 #include "store/mailbox.h"
 
 static char *root;
@@ -711,6 +712,35 @@ static void test_store(void **state)
 				    NULL, NULL, &err),
 			 -1);
 	assert_int_equal(err.code, MBOX_E_LIMIT);
+	/* A STORE refused for one message changes no message at all. */
+	char kwbuf[MBOX_KEYWORDS_MAX][8];
+	const char *full[MBOX_KEYWORDS_MAX];
+	for (size_t i = 0; i < MBOX_KEYWORDS_MAX; i++) {
+		snprintf(kwbuf[i], sizeof kwbuf[i], "k%zu", i);
+		full[i] = kwbuf[i];
+	}
+	uint32_t two = 2;
+	assert_int_equal(mbox_store(m, &two, 1, MBOX_OP_REPLACE, 0, full, MBOX_KEYWORDS_MAX, 0,
+				    NULL, NULL, &err),
+			 0);
+	struct mbox_meta a4;
+	assert_int_equal(mbox_meta(m, 1, 0, &a4, &err), 0);
+	char *f_before = find_file("", "cur", a4.base);
+	const char *extra[1] = { "$One" };
+	assert_int_equal(mbox_store(m, both, 2, MBOX_OP_ADD, MBOX_DELETED, extra, 1, 0, NULL, NULL,
+				    &err),
+			 -1);
+	assert_int_equal(err.code, MBOX_E_LIMIT);
+	struct mbox_meta a5;
+	assert_int_equal(mbox_meta(m, 1, 0, &a5, &err), 0);
+	assert_int_equal(a5.flags, a4.flags);
+	assert_int_equal(a5.modseq, a4.modseq);
+	char *f_after = find_file("", "cur", a4.base);
+	assert_string_equal(f_before, f_after);
+	free(f_before);
+	free(f_after);
+	mbox_meta_free(&a4);
+	mbox_meta_free(&a5);
 	const char *sys[1] = { "\\Seen" };
 	assert_int_equal(mbox_store(m, &one, 1, MBOX_OP_ADD, 0, sys, 1, 0, NULL, NULL, &err), -1);
 	struct mbox *ro = sel("INBOX", true);
@@ -999,6 +1029,62 @@ static void test_reconcile(void **state)
 	mbox_close(&m);
 }
 
+/* POP3 (store/maildrop.h) and IMAP share INBOX: one identity per message. */
+static void test_pop3_coexistence(void **state)
+{
+	(void)state;
+	struct mbox_err err;
+	deliver("", "p1");
+	append("INBOX", "p2", MBOX_SEEN, NULL);
+	deliver("", "p3");
+	struct mbox *m = sel("INBOX", false);
+	size_t n;
+	mbox_uids(m, &n);
+	assert_int_equal(n, 3);
+	struct maildrop *md;
+	char *e = NULL;
+	assert_int_equal(maildrop_open(root, &md, &e), 0);
+	assert_int_equal(maildrop_count(md), 3);
+	/* Same base names (POP3's UIDL) as the index, whichever way they came. */
+	for (uint32_t uid = 1; uid <= 3; uid++) {
+		struct mbox_meta meta;
+		assert_int_equal(mbox_meta(m, uid, 0, &meta, &err), 0);
+		bool found = false;
+		for (unsigned i = 0; i < 3; i++)
+			found |= strcmp(maildrop_base(md, i), meta.base) == 0;
+		assert_true(found);
+		if (uid == 2) {
+			/* POP3 deletes this one. */
+			for (unsigned i = 0; i < 3; i++) {
+				if (strcmp(maildrop_base(md, i), meta.base) == 0) {
+					unsigned removed;
+					assert_int_equal(maildrop_commit(md, &i, 1, &removed, &e), 0);
+					assert_int_equal(removed, 1);
+				}
+			}
+		}
+		mbox_meta_free(&meta);
+	}
+	maildrop_close(&md);
+	/* A flag change by IMAP renames the file; POP3 still finds it. */
+	uint32_t three = 3;
+	assert_int_equal(mbox_store(m, &three, 1, MBOX_OP_ADD, MBOX_SEEN, NULL, 0, 0, NULL, NULL,
+				    &err),
+			 0);
+	struct mbox_changes ch;
+	assert_int_equal(mbox_sync(m, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_expunged, 1);
+	assert_int_equal(ch.expunged[0], 2);
+	mbox_changes_free(&ch);
+	assert_int_equal(maildrop_open(root, &md, &e), 0);
+	assert_int_equal(maildrop_count(md), 2);
+	int fd;
+	assert_int_equal(maildrop_msg_open(md, 1, &fd, &e), 0);
+	close(fd);
+	maildrop_close(&md);
+	mbox_close(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1016,6 +1102,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_status, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mtime_shortcut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pop3_coexistence, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
