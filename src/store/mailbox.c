@@ -115,8 +115,14 @@ struct rrange {
 	uint32_t lo, hi;
 };
 
+/* What mbox_poll compares: mtimes of new/, cur/, the index and its WAL. */
+#define POLL_N 4
+
 struct mbox {
 	struct mstore *s;
+	int64_t poll[POLL_N];
+	int64_t poll_at; /* when poll[] was taken */
+	char *dir;       /* the mailbox directory as of the last open/sync */
 	int64_t id;
 	char *name;
 	bool readonly;
@@ -167,8 +173,37 @@ static int db_fail(struct mstore *s, struct mbox_err *err, const char *what)
 	return fail(err, MBOX_E_SERVERBUG, "sqlite (%s): %s", what, sqlite3_errmsg(s->db));
 }
 
+/* Opens the index connection (again, after mstore_suspend). */
+static int db_open(struct mstore *s, struct mbox_err *err)
+{
+	char *path = xasprintf("%s/%s", s->root, MBOX_INDEX_NAME);
+	int rc = sqlite3_open_v2(path, &s->db,
+				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	free(path);
+	if (rc != SQLITE_OK) {
+		fail(err, MBOX_E_SERVERBUG, "sqlite open %s: %s", s->root, sqlite3_errstr(rc));
+		sqlite3_close(s->db);
+		s->db = NULL;
+		return -1;
+	}
+	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
+	/* synchronous=FULL: a UID the client was told must survive a power loss. */
+	if (sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(s->db,
+			 test_nosync ? "PRAGMA synchronous = OFF" : "PRAGMA synchronous = FULL", NULL,
+			 NULL, NULL) != SQLITE_OK) {
+		db_fail(s, err, "pragma");
+		sqlite3_close(s->db);
+		s->db = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static sqlite3_stmt *prep(struct mstore *s, const char *sql, struct mbox_err *err)
 {
+	if (!s->db && db_open(s, err) < 0)
+		return NULL;
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		db_fail(s, err, sql);
@@ -180,6 +215,8 @@ static sqlite3_stmt *prep(struct mstore *s, const char *sql, struct mbox_err *er
 
 static int exec(struct mstore *s, const char *sql, struct mbox_err *err)
 {
+	if (!s->db && db_open(s, err) < 0)
+		return -1;
 	if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK)
 		return db_fail(s, err, sql);
 	return 0;
@@ -192,7 +229,7 @@ static int tx_begin(struct mstore *s, struct mbox_err *err)
 
 static void tx_rollback(struct mstore *s)
 {
-	if (!sqlite3_get_autocommit(s->db))
+	if (s->db && !sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
@@ -1024,6 +1061,7 @@ static int scan(struct mstore *s, struct mrow *r, bool force, struct mbox_err *e
 		return 0;
 	char *dir = mdir(s, r->dir);
 	int64_t mt_new = mtime_ns(dir, "new"), mt_cur = mtime_ns(dir, "cur");
+	uint64_t before_modseq = r->modseq;
 	struct dent *dv = NULL;
 	size_t dn = 0, dcap = 0;
 	struct drow *rv = NULL;
@@ -1127,9 +1165,15 @@ static int scan(struct mstore *s, struct mrow *r, bool force, struct mbox_err *e
 			goto out;
 	/* Remember the mtimes seen before reading, unless too fresh to trust. */
 	int64_t limit = now_ns() - MTIME_SETTLE_NS;
+	struct mrow before = *r;
 	r->mt_new = mt_new > 0 && mt_new < limit ? mt_new : 0;
 	r->mt_cur = mt_cur > 0 && mt_cur < limit ? mt_cur : 0;
-	ret = mrow_save(s, r, err);
+	/* Nothing to write when nothing changed (keeps idle pollers quiet). */
+	if (an == 0 && r->modseq == before_modseq && r->mt_new == before.mt_new &&
+	    r->mt_cur == before.mt_cur)
+		ret = 0;
+	else
+		ret = mrow_save(s, r, err);
 out:
 	for (size_t k = 0; k < dn; k++)
 		free(dv[k].name);
@@ -1343,20 +1387,7 @@ int mstore_open(const char *root, struct mstore **s_r, struct mbox_err *err)
 	s->root = xstrdup(root);
 	s->host = sanitize_host();
 	random_id(s->rand);
-	char *path = xasprintf("%s/%s", root, MBOX_INDEX_NAME);
-	int rc = sqlite3_open_v2(path, &s->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-	free(path);
-	if (rc != SQLITE_OK) {
-		db_fail(s, err, "open");
-		mstore_close(&s);
-		return -1;
-	}
-	sqlite3_busy_timeout(s->db, BUSY_TIMEOUT_MS);
-	/* synchronous=FULL: a UID the client was told must survive a power loss. */
-	if (exec(s, "PRAGMA journal_mode = WAL", err) < 0 ||
-	    exec(s, test_nosync ? "PRAGMA synchronous = OFF" : "PRAGMA synchronous = FULL", err) < 0 ||
-	    tx_begin(s, err) < 0) {
+	if (db_open(s, err) < 0 || tx_begin(s, err) < 0) {
 		mstore_close(&s);
 		return -1;
 	}
@@ -1381,6 +1412,13 @@ int mstore_open(const char *root, struct mstore **s_r, struct mbox_err *err)
 	}
 	*s_r = s;
 	return 0;
+}
+
+void mstore_suspend(struct mstore *s)
+{
+	ASSERT(s->db == NULL || sqlite3_get_autocommit(s->db));
+	sqlite3_close(s->db);
+	s->db = NULL;
 }
 
 void mstore_close(struct mstore **sp)
@@ -2158,6 +2196,39 @@ static int load_uids(struct mbox *m, struct mbox_err *err)
 	return 0;
 }
 
+static void poll_stat(struct mbox *m, const char *dir, int64_t v[POLL_N])
+{
+	v[0] = mtime_ns(dir, "new");
+	v[1] = mtime_ns(dir, "cur");
+	v[2] = mtime_ns(m->s->root, MBOX_INDEX_NAME);
+	char *wal = xasprintf("%s-wal", MBOX_INDEX_NAME);
+	v[3] = mtime_ns(m->s->root, wal);
+	free(wal);
+}
+
+/* Taken before a sync reads anything, so later changes show up. */
+static void poll_record(struct mbox *m, const char *dir)
+{
+	poll_stat(m, dir, m->poll);
+	m->poll_at = now_ns();
+}
+
+bool mbox_poll(struct mbox *m)
+{
+	if (!m->dir)
+		return true;
+	/* A change in the same clock tick as the last record would not move the
+	 * mtimes: until the record is old enough, always say "maybe". */
+	int64_t newest = 0;
+	for (size_t i = 0; i < POLL_N; i++)
+		newest = m->poll[i] > newest ? m->poll[i] : newest;
+	if (newest == 0 || newest >= m->poll_at - MTIME_SETTLE_NS)
+		return true;
+	int64_t v[POLL_N];
+	poll_stat(m, m->dir, v);
+	return memcmp(v, m->poll, sizeof v) != 0;
+}
+
 /* Refresh for a session: scan if needed, claim \Recent, in one transaction
  * (left open on success). */
 static int session_refresh(struct mbox *m, bool force, struct mrow *r, struct mbox_err *err)
@@ -2210,6 +2281,8 @@ int mbox_open(struct mstore *s, const char *name, bool readonly, struct mbox **m
 	m->id = r.id;
 	m->name = c;
 	m->readonly = readonly;
+	m->dir = mdir(s, r.dir);
+	poll_record(m, m->dir);
 	mrow_free(&r);
 	if (session_refresh(m, false, &r, err) < 0) {
 		mbox_close(&m);
@@ -2237,6 +2310,7 @@ void mbox_close(struct mbox **mp)
 	if (!m)
 		return;
 	free(m->name);
+	free(m->dir);
 	free(m->uids);
 	free(m->rr);
 	free(m);
@@ -2325,9 +2399,18 @@ int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch, struct mb
 {
 	memset(ch, 0, sizeof *ch);
 	struct mrow r;
+	poll_record(m, m->dir);
 	if (session_refresh(m, (flags & MBOX_SYNC_FULL) != 0, &r, err) < 0)
 		return -1;
 	struct mstore *s = m->s;
+	char *dir = mdir(s, r.dir);
+	if (strcmp(dir, m->dir) != 0) { /* renamed meanwhile */
+		free(m->dir);
+		m->dir = dir;
+		poll_record(m, m->dir);
+	} else {
+		free(dir);
+	}
 	size_t cap = 0;
 	sqlite3_stmt *st = prep(s, "SELECT uid FROM messages WHERE mailbox = ? AND uid > ? ORDER BY uid",
 				err);

@@ -163,6 +163,10 @@ struct mstore;
  * at root. Reconciles the mailbox list with the folders on disk. 0 or -1. */
 int mstore_open(const char *root, struct mstore **s_r, struct mbox_err *err) ATTR_WARN_UNUSED;
 void mstore_close(struct mstore **s);
+/* Closes the SQLite connection (about 100 KB per session) while the session
+ * is idle, e.g. in IDLE; the next call on s or its mboxes reopens it. Not
+ * inside a call. Combine with mbox_poll for cheap IDLE polling. */
+void mstore_suspend(struct mstore *s);
 
 enum mbox_attr {
 	MBOX_ATTR_NOSELECT = 1 << 0,      /* a parent that is not a mailbox */
@@ -305,6 +309,11 @@ enum mbox_sync_flags {
 int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch,
 	      struct mbox_err *err) ATTR_WARN_UNUSED;
 void mbox_changes_free(struct mbox_changes *ch);
+/* IDLE polling without SQLite: false if neither the mailbox directories nor
+ * the index changed since the last mbox_sync/mbox_open (four stat() calls).
+ * True means "maybe": call mbox_sync. Within 2 s of a change it always says
+ * true, so a change in the same clock tick is never missed. */
+bool mbox_poll(struct mbox *m);
 
 /* Message metadata. `want` selects the cached blobs to load. */
 enum mbox_want {

@@ -1085,6 +1085,76 @@ static void test_pop3_coexistence(void **state)
 	mbox_close(&m);
 }
 
+static void age(const char *rel)
+{
+	struct timespec old[2] = { { time(NULL) - 100, 0 }, { time(NULL) - 100, 0 } };
+	char *p = xasprintf("%s/%s", root, rel);
+	utimensat(AT_FDCWD, p, old, 0); /* the WAL may not exist */
+	free(p);
+}
+
+static void age_all(void)
+{
+	age("new");
+	age("cur");
+	age(MBOX_INDEX_NAME);
+	age(MBOX_INDEX_NAME "-wal");
+}
+
+/* Lets time pass (as far as mtimes go) and leaves the session suspended
+ * with a current poll record. */
+static void settle(struct mbox *m)
+{
+	struct mbox_err err;
+	struct mbox_changes ch;
+	for (int i = 0; i < 2; i++) {
+		mstore_suspend(st);
+		age_all();
+		assert_int_equal(mbox_sync(m, 0, &ch, &err), 0);
+		mbox_changes_free(&ch);
+	}
+	mstore_suspend(st);
+}
+
+/* IDLE support: a suspended session polls with stat() only. */
+static void test_suspend_poll(void **state)
+{
+	(void)state;
+	struct mbox_err err;
+	append("INBOX", "i1", 0, NULL);
+	struct mbox *m = sel("INBOX", false);
+	struct mbox_changes ch;
+	/* Fresh changes: poll always says "maybe". */
+	assert_true(mbox_poll(m));
+	settle(m);
+	assert_false(mbox_poll(m));
+	assert_false(mbox_poll(m));
+	/* A delivery moves new/'s mtime. */
+	deliver("", "d1");
+	assert_true(mbox_poll(m));
+	assert_int_equal(mbox_sync(m, 0, &ch, &err), 0); /* reopens the index */
+	assert_int_equal(ch.n_added, 1);
+	mbox_changes_free(&ch);
+	settle(m);
+	assert_false(mbox_poll(m));
+	/* A keyword set by another session touches no file, only the index. */
+	struct mstore *st2;
+	struct mbox *m2;
+	assert_int_equal(mstore_open(root, &st2, &err), 0);
+	assert_int_equal(mbox_open(st2, "INBOX", false, &m2, &err), 0);
+	uint32_t one = 1;
+	const char *kw[1] = { "$Seen2" };
+	assert_int_equal(mbox_store(m2, &one, 1, MBOX_OP_ADD, 0, kw, 1, 0, NULL, NULL, &err), 0);
+	mbox_close(&m2);
+	mstore_close(&st2);
+	assert_true(mbox_poll(m));
+	assert_int_equal(mbox_sync(m, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_changed, 1);
+	assert_string_equal(ch.changed[0].keywords, "$Seen2");
+	mbox_changes_free(&ch);
+	mbox_close(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1103,6 +1173,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_mtime_shortcut, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reconcile, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pop3_coexistence, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_suspend_poll, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
