@@ -1552,10 +1552,24 @@ void mbox_info_free(struct mbox_info *v, size_t n)
 
 /* ---- CREATE / DELETE / RENAME / SUBSCRIBE ------------------------------------------ */
 
+/* The whole hierarchy is one folder name on disk (Maildir++), which must fit
+ * in one path component (NAME_MAX 255 on Linux file systems). */
+#define DIR_NAME_MAX 255
+
 static int canon(const char *name, char **c_r, struct mbox_err *err)
 {
 	*c_r = mbox_name_canon(name, strlen(name));
-	return *c_r ? 0 : fail(err, MBOX_E_CANNOT, "invalid mailbox name");
+	if (!*c_r)
+		return fail(err, MBOX_E_CANNOT, "invalid mailbox name");
+	char *d = mbox_name_to_dir(*c_r);
+	size_t dl = strlen(d);
+	free(d);
+	if (dl > DIR_NAME_MAX) {
+		free(*c_r);
+		*c_r = NULL;
+		return fail(err, MBOX_E_CANNOT, "mailbox name too long");
+	}
+	return 0;
 }
 
 /* Creates one mailbox (its superiors must be handled by the caller). Inside
@@ -1800,13 +1814,14 @@ int mstore_rename(struct mstore *s, const char *from, const char *to, struct mbo
 			free(nname);
 			goto out;
 		}
-		if (strlen(nname) > MBOX_NAME_MAX) {
+		char *ndir = mbox_name_to_dir(nname);
+		if (strlen(nname) > MBOX_NAME_MAX || strlen(ndir) > DIR_NAME_MAX) {
 			fail(err, MBOX_E_CANNOT, "name too long");
 			free(nname);
+			free(ndir);
 			mrow_free(&o);
 			goto out;
 		}
-		char *ndir = mbox_name_to_dir(nname);
 		int rc = 0;
 		if (o.selectable) {
 			char *a = mdir(s, o.dir), *b = mdir(s, ndir);

@@ -22,7 +22,9 @@
  * root; "INBOX/x" is the folder ".INBOX.x". Names are refused (MBOX_E_CANNOT)
  * when empty, longer than MBOX_NAME_MAX bytes or MBOX_DEPTH_MAX levels, with
  * an empty component (leading/trailing/double "/"), a component "." or "..",
- * control characters, "%" or "*" (LIST wildcards), or invalid UTF-8.
+ * control characters, "%" or "*" (LIST wildcards), or invalid UTF-8; and by
+ * the mstore_* calls when the folder name would exceed 255 bytes (one path
+ * component holds the whole hierarchy).
  *
  * Messages: identity is the Maildir base name (before the first ',' or ':'),
  * exactly as POP3 (maildrop.h) sees it. Files the index knows live in cur/

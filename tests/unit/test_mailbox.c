@@ -290,6 +290,15 @@ static void test_create_delete_list(void **state)
 	assert_int_equal(err.code, MBOX_E_CANNOT);
 	assert_int_equal(mstore_create(st, "../x", MBOX_SPECIAL_NONE, &err), -1);
 	assert_int_equal(err.code, MBOX_E_CANNOT);
+	/* 100 x "ü" is 200 bytes of UTF-8 but 271 on disk: too long for a folder. */
+	char longname[256] = "";
+	for (int i = 0; i < 100; i++)
+		strcat(longname, "\xc3\xbc");
+	assert_int_equal(mstore_create(st, longname, MBOX_SPECIAL_NONE, &err), -1);
+	assert_int_equal(err.code, MBOX_E_CANNOT);
+	longname[180] = '\0';
+	assert_int_equal(mstore_create(st, longname, MBOX_SPECIAL_NONE, &err), 0);
+	assert_int_equal(mstore_delete(st, longname, &err), 0);
 	assert_int_equal(mstore_create(st, "Work-x", MBOX_SPECIAL_NONE, &err), 0);
 	assert_int_equal(mstore_list(st, &v, &n, &err), 0);
 	/* Parents were created as real mailboxes; children follow parents. */
