@@ -2410,6 +2410,69 @@ void mbox_strv_free(char **v, size_t n)
 	free(v);
 }
 
+/* Expunges and flag changes with modseq > since among UIDs <= max_uid. */
+static int query_changes(struct mstore *s, int64_t mailbox, uint64_t since, uint32_t max_uid,
+			 struct mbox_changes *ch, struct mbox_err *err)
+{
+	size_t cap = 0;
+	sqlite3_stmt *st = prep(s,
+				"SELECT DISTINCT uid FROM expunged WHERE mailbox = ? AND modseq > ? "
+				"AND uid <= ? ORDER BY uid",
+				err);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, mailbox);
+	sqlite3_bind_int64(st, 2, (int64_t)since);
+	sqlite3_bind_int64(st, 3, max_uid);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (ch->n_expunged == cap) {
+			cap = cap ? cap * 2 : 64;
+			ch->expunged = xrealloc(ch->expunged, cap * sizeof *ch->expunged);
+		}
+		ch->expunged[ch->n_expunged++] = (uint32_t)sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	cap = 0;
+	st = prep(s,
+		  "SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox = ? AND "
+		  "modseq > ? AND uid <= ? ORDER BY uid",
+		  err);
+	if (!st)
+		return -1;
+	sqlite3_bind_int64(st, 1, mailbox);
+	sqlite3_bind_int64(st, 2, (int64_t)since);
+	sqlite3_bind_int64(st, 3, max_uid);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		if (ch->n_changed == cap) {
+			cap = cap ? cap * 2 : 64;
+			ch->changed = xrealloc(ch->changed, cap * sizeof *ch->changed);
+		}
+		struct mbox_flag_change *c = &ch->changed[ch->n_changed++];
+		c->uid = (uint32_t)sqlite3_column_int64(st, 0);
+		c->flags = (unsigned)sqlite3_column_int(st, 1);
+		c->keywords = col_str(st, 2);
+		c->modseq = (uint64_t)sqlite3_column_int64(st, 3);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}
+
+int mbox_changes_since(struct mbox *m, uint64_t since, struct mbox_changes *ch,
+		       struct mbox_err *err)
+{
+	memset(ch, 0, sizeof *ch);
+	struct mstore *s = m->s;
+	if (exec(s, "BEGIN", err) < 0)
+		return -1;
+	if (query_changes(s, m->id, since, m->last_uid, ch, err) < 0) {
+		tx_rollback(s);
+		mbox_changes_free(ch);
+		return -1;
+	}
+	tx_rollback(s); /* read only */
+	return 0;
+}
+
 int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch, struct mbox_err *err)
 {
 	memset(ch, 0, sizeof *ch);
@@ -2444,48 +2507,9 @@ int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch, struct mb
 			ch->n_recent_added++;
 	}
 	sqlite3_finalize(st);
-	if (r.modseq > m->sync_modseq) {
-		cap = 0;
-		st = prep(s,
-			  "SELECT DISTINCT uid FROM expunged WHERE mailbox = ? AND modseq > ? AND "
-			  "uid <= ? ORDER BY uid",
-			  err);
-		if (!st)
-			goto fail;
-		sqlite3_bind_int64(st, 1, m->id);
-		sqlite3_bind_int64(st, 2, (int64_t)m->sync_modseq);
-		sqlite3_bind_int64(st, 3, m->last_uid);
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			if (ch->n_expunged == cap) {
-				cap = cap ? cap * 2 : 64;
-				ch->expunged = xrealloc(ch->expunged, cap * sizeof *ch->expunged);
-			}
-			ch->expunged[ch->n_expunged++] = (uint32_t)sqlite3_column_int64(st, 0);
-		}
-		sqlite3_finalize(st);
-		cap = 0;
-		st = prep(s,
-			  "SELECT uid, flags, keywords, modseq FROM messages WHERE mailbox = ? AND "
-			  "modseq > ? AND uid <= ? ORDER BY uid",
-			  err);
-		if (!st)
-			goto fail;
-		sqlite3_bind_int64(st, 1, m->id);
-		sqlite3_bind_int64(st, 2, (int64_t)m->sync_modseq);
-		sqlite3_bind_int64(st, 3, m->last_uid);
-		while (sqlite3_step(st) == SQLITE_ROW) {
-			if (ch->n_changed == cap) {
-				cap = cap ? cap * 2 : 64;
-				ch->changed = xrealloc(ch->changed, cap * sizeof *ch->changed);
-			}
-			struct mbox_flag_change *c = &ch->changed[ch->n_changed++];
-			c->uid = (uint32_t)sqlite3_column_int64(st, 0);
-			c->flags = (unsigned)sqlite3_column_int(st, 1);
-			c->keywords = col_str(st, 2);
-			c->modseq = (uint64_t)sqlite3_column_int64(st, 3);
-		}
-		sqlite3_finalize(st);
-	}
+	if (r.modseq > m->sync_modseq &&
+	    query_changes(s, m->id, m->sync_modseq, m->last_uid, ch, err) < 0)
+		goto fail;
 	if (tx_commit(s, err) < 0)
 		goto fail_nort;
 	if (ch->n_added)

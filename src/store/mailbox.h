@@ -311,6 +311,12 @@ enum mbox_sync_flags {
 int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch,
 	      struct mbox_err *err) ATTR_WARN_UNUSED;
 void mbox_changes_free(struct mbox_changes *ch);
+/* CONDSTORE/QRESYNC (RFC 7162): expunged UIDs and flag changes with a modseq
+ * above `since`, among the UIDs this session knows; `added` stays empty and
+ * the session's sync state is not touched. Expunges are remembered for the
+ * life of the mailbox (VANISHED (EARLIER) is exact). */
+int mbox_changes_since(struct mbox *m, uint64_t since, struct mbox_changes *ch,
+		       struct mbox_err *err) ATTR_WARN_UNUSED;
 /* IDLE polling without SQLite: false if neither the mailbox directories nor
  * the index changed since the last mbox_sync/mbox_open (four stat() calls).
  * True means "maybe": call mbox_sync. Within 2 s of a change it always says

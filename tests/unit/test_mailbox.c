@@ -804,6 +804,20 @@ static void test_expunge(void **state)
 	/* 5 changed flags before it went: not reported as a flag change. */
 	assert_int_equal(ch.n_changed, 0);
 	mbox_changes_free(&ch);
+	/* CONDSTORE/QRESYNC view: everything since the start, or since one point. */
+	assert_int_equal(mbox_changes_since(other, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_expunged, 3);
+	assert_int_equal(ch.n_changed, 2); /* 1 and 3 remain, with their append modseqs */
+	assert_int_equal(ch.n_added, 0);
+	uint64_t mid = ch.changed[1].modseq;
+	mbox_changes_free(&ch);
+	assert_int_equal(mbox_changes_since(other, mid, &ch, &err), 0);
+	assert_int_equal(ch.n_changed, 0);
+	assert_int_equal(ch.n_expunged, 3);
+	mbox_changes_free(&ch);
+	assert_int_equal(mbox_changes_since(other, mbox_highestmodseq(other), &ch, &err), 0);
+	assert_int_equal(ch.n_expunged + ch.n_changed, 0);
+	mbox_changes_free(&ch);
 	/* UIDs are never reused, even the highest one. */
 	assert_int_equal(append("INBOX", "y", 0, NULL), 6);
 	mbox_close(&m);
