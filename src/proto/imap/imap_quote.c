@@ -34,7 +34,7 @@ bool imap_quote_is_astring_atom(const void *pv, size_t n)
 
 void imap_quote_string(struct buf *out, const void *pv, size_t n, unsigned flags)
 {
-	const uint8_t *p = pv;
+	const uint8_t *p = pv ? pv : (const void *)"";
 	if (!(flags & IMAP_QUOTE_UTF8)) {
 		mime_imap_string(out, p, n);
 		return;

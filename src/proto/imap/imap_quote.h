@@ -32,7 +32,7 @@ bool imap_quote_is_astring_atom(const void *p, size_t n);
 void imap_quote_astring(struct buf *out, const void *p, size_t n, unsigned flags);
 /* Appends p[0..n) as a string: quoted if every byte is TEXT-CHAR 7-bit
  * (or, with IMAP_QUOTE_UTF8, valid UTF-8) without NUL and with at most 4
- * characters to escape; a literal otherwise. */
+ * characters to escape; a literal otherwise. p may be NULL when n is 0. */
 void imap_quote_string(struct buf *out, const void *p, size_t n, unsigned flags);
 /* Appends an nstring: NIL when p is NULL, else imap_quote_string. */
 void imap_quote_nstring(struct buf *out, const void *p, size_t n, unsigned flags);
