@@ -111,8 +111,12 @@ static bool on_event(struct drv *d, const struct imap_parse_event *ev)
 		dump_args(b, ev->args, ev->n_args);
 		buf_xappend(b, "\n", 1);
 		assert_int_equal(ev->args[ev->n_args].type, IMAP_ARG_EOL);
-		if (strcmp(ev->name, "AUTHENTICATE") == 0 || strcmp(ev->name, "IDLE") == 0)
+		if (strcmp(ev->name, "AUTHENTICATE") == 0 || strcmp(ev->name, "IDLE") == 0) {
+			char *tag = strdup(ev->tag);
 			imap_parser_read_line(d->p);
+			assert_string_equal(ev->tag, tag); /* still readable */
+			free(tag);
+		}
 		return true;
 	case IMAP_PARSE_CONTINUATION:
 		buf_xprintf(b, "CONT %s %llu%s%s", ev->tag, (unsigned long long)ev->literal_size,
@@ -560,6 +564,51 @@ static void test_nonsync_modes(void **state)
 	run_table(&minus, small, N_ELEMENTS(small));
 }
 
+/* Settings change between commands (e.g. bigger literals after LOGIN);
+ * imap_parser_idle() tells whether a command is half read. */
+static void test_settings_idle(void **state)
+{
+	(void)state;
+	struct imap_parser_settings set = { .max_literal = 10 };
+	struct imap_parser *p = imap_parser_new(&set);
+	struct imap_parse_event ev;
+	assert_true(imap_parser_idle(p));
+	const char *a = "a X {20}\r\n";
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)a, strlen(a), &ev), strlen(a));
+	assert_int_equal(ev.type, IMAP_PARSE_ERROR);
+	assert_int_equal(ev.error, IMAP_PERR_TOOBIG);
+	assert_false(ev.nonsync);
+	assert_int_equal(ev.literal_size, 20);
+	set.max_literal = 100;
+	imap_parser_set_settings(p, &set);
+	const char *b = "b X {20}\r\n";
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)b, strlen(b), &ev), strlen(b));
+	assert_int_equal(ev.type, IMAP_PARSE_CONTINUATION);
+	assert_false(imap_parser_idle(p));
+	imap_parser_literal_accept(p);
+	const char *c = "01234567890123456789";
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)c, strlen(c), &ev), strlen(c));
+	assert_int_equal(ev.type, IMAP_PARSE_MORE);
+	assert_false(imap_parser_idle(p)); /* the line end is still to come */
+	const char *d = " (x";
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)d, strlen(d), &ev), strlen(d));
+	assert_false(imap_parser_idle(p));
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)")\n", 2, &ev), 2);
+	assert_int_equal(ev.type, IMAP_PARSE_COMMAND);
+	assert_int_equal(ev.n_args, 2);
+	assert_true(imap_parser_idle(p));
+	/* an error that leaves a non-synchronising literal to skip */
+	const char *e = "c X ( {5+}\r\n";
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)e, strlen(e), &ev), strlen(e));
+	assert_int_equal(ev.type, IMAP_PARSE_MORE); /* LITERAL- allows 5 octets */
+	assert_false(imap_parser_idle(p));
+	assert_int_equal(imap_parser_feed(p, (const uint8_t *)"12345\r\n", 7, &ev), 7);
+	assert_int_equal(ev.type, IMAP_PARSE_ERROR); /* Missing ) */
+	assert_true(imap_parser_idle(p));
+	imap_parser_free(&p);
+	imap_parser_free(&p); /* NULL is fine */
+}
+
 /* A streamed message larger than the buffered limits, chunked. */
 static void test_append_big(void **state)
 {
@@ -732,7 +781,7 @@ int main(void)
 		cmocka_unit_test(test_errors),      cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_nonsync_modes), cmocka_unit_test(test_append_big),
 		cmocka_unit_test(test_accessors),   cmocka_unit_test(test_fetch_att),
-		cmocka_unit_test(test_fatal_misuse),
+		cmocka_unit_test(test_fatal_misuse), cmocka_unit_test(test_settings_idle),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

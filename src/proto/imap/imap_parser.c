@@ -1081,7 +1081,8 @@ void imap_parser_abort_command(struct imap_parser *p)
 void imap_parser_read_line(struct imap_parser *p)
 {
 	ASSERT(p->st == ST_LINE && !p->in_cmd && p->line.len == 0);
-	apply_reset(p);
+	/* the pending reset (if any) is applied by the next feed, so the
+	 * event that led here stays readable until then */
 	p->st = ST_RAWLINE;
 }
 

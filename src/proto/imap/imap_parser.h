@@ -19,7 +19,7 @@
  * that all n bytes were consumed. Some events consume no bytes; calling
  * feed() with n == 0 is fine and delivers them. Everything an event points
  * to (tag, name, args, msg, data) stays valid until the next call of
- * imap_parser_feed(), imap_parser_read_line() or imap_parser_free(), so a
+ * imap_parser_feed() or imap_parser_free(), so a
  * command that goes PENDING keeps its arguments as long as the engine does
  * not feed more input (commands run one at a time, design.md 2.4).
  *
@@ -133,9 +133,17 @@
  * arguments are handed over at LITERAL_BEGIN and then dropped, so
  * MULTIAPPEND with many messages needs no more memory than one. Literals
  * inside lists (CATENATE, RFC 4469) and the mailbox literal are buffered
- * as usual. After LITERAL_END the rest of the line is parsed normally, and
- * a syntax error there is an IMAP_PARSE_ERROR: the engine must then throw
- * away the messages it has received for this command. */
+ * as usual. The reader does not know APPEND's grammar: the engine checks
+ * the arguments it is handed at CONTINUATION / LITERAL_BEGIN (mailbox
+ * first, then an optional flag list and date-time) and refuses or aborts.
+ * After LITERAL_END the rest of the line is parsed normally, and a syntax
+ * error there is an IMAP_PARSE_ERROR: the engine must then throw away the
+ * messages it has received for this command. The line segments (not the
+ * streamed data) of all messages count towards max_command, which bounds
+ * the number of messages in one MULTIAPPEND (about 15000 with defaults).
+ *
+ * Limits: pre-authentication, the engine should lower max_literal (say to
+ * 8 KiB) and raise it after login with imap_parser_set_settings(). */
 #ifndef TERN_PROTO_IMAP_PARSER_H
 #define TERN_PROTO_IMAP_PARSER_H
 
