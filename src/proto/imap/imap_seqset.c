@@ -80,14 +80,33 @@ void imap_seqset_add_range(struct imap_seqset *s, uint32_t lo, uint32_t hi)
 		s->r[s->n++] = (struct imap_seq_range){ lo, hi };
 		return;
 	}
-	if (lo >= s->r[s->n - 1].lo) { /* overlaps or touches the last range */
-		if (hi > s->r[s->n - 1].hi)
-			s->r[s->n - 1].hi = hi;
+	/* i: the first range that reaches lo (touching counts) */
+	size_t a = 0, b = s->n;
+	while (a < b) {
+		size_t mid = a + (b - a) / 2;
+		if ((uint64_t)s->r[mid].hi + 1 < lo)
+			a = mid + 1;
+		else
+			b = mid;
+	}
+	size_t i = a, j = a;
+	/* [i, j): the ranges that overlap or touch lo..hi */
+	while (j < s->n && s->r[j].lo <= (uint64_t)hi + 1)
+		j++;
+	if (i == j) {
+		reserve(s, s->n + 1);
+		memmove(s->r + i + 1, s->r + i, (s->n - i) * sizeof *s->r);
+		s->r[i] = (struct imap_seq_range){ lo, hi };
+		s->n++;
 		return;
 	}
-	reserve(s, s->n + 1);
-	s->r[s->n++] = (struct imap_seq_range){ lo, hi };
-	normalise(s);
+	if (s->r[i].lo < lo)
+		lo = s->r[i].lo;
+	if (s->r[j - 1].hi > hi)
+		hi = s->r[j - 1].hi;
+	s->r[i] = (struct imap_seq_range){ lo, hi };
+	memmove(s->r + i + 1, s->r + j, (s->n - j) * sizeof *s->r);
+	s->n -= j - i - 1;
 }
 
 /* One seq-number: nz-number or "*" (or 0 on a syntax error). */

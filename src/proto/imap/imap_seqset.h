@@ -62,7 +62,7 @@ bool imap_seqset_syntax_ok(const char *s, size_t n);
 
 /* Adds lo..hi (either order; 0 is clamped away) to the set, keeping it
  * normalised. Appending above the current maximum is O(1); other inserts
- * are O(ranges). */
+ * are a binary search and a memmove. */
 void imap_seqset_add_range(struct imap_seqset *s, uint32_t lo, uint32_t hi);
 static inline void imap_seqset_add(struct imap_seqset *s, uint32_t v)
 {
