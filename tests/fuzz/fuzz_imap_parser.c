@@ -148,6 +148,7 @@ static bool on_event(struct run *r, const struct imap_parse_event *ev, size_t us
 		break;
 	case IMAP_PARSE_LITERAL_END:
 		ASSERT(r->in_stream && r->stream_got == r->stream_size);
+		mix_u64(r, ev->nul);
 		r->in_stream = false;
 		if ((r->c1 & 0x80) && r->stream_size == 0) {
 			imap_parser_abort_command(r->p); /* in the rest of the line */

@@ -149,7 +149,7 @@ static bool on_event(struct drv *d, const struct imap_parse_event *ev)
 		esc(b, ev->data, ev->len);
 		return true;
 	case IMAP_PARSE_LITERAL_END:
-		buf_xprintf(b, "END #%u\n", ev->literal_index);
+		buf_xprintf(b, "END #%u%s\n", ev->literal_index, ev->nul ? " nul" : "");
 		return true;
 	case IMAP_PARSE_LINE:
 		buf_xappend(b, "LINE ", 5);
@@ -382,7 +382,7 @@ static void test_append_stream(void **state)
 		/* MULTIAPPEND (RFC 3502) with LITERAL+ and a literal8 message */
 		NC("m APPEND {5+}\r\nSaved {3+}\r\nabc (\\Seen) ~{2+}\r\nd\0 {0+}\r\n\r\n",
 		   "BEGIN m #0 3 nonsync l+{Saved}\nDATA abc\nEND #0\nBEGIN m #1 2 lit8 nonsync  ( "
-		   "a:\\x5cSeen )\nDATA d\\x00\nEND #1\nBEGIN m #2 0 nonsync\nEND #2\nCMD m "
+		   "a:\\x5cSeen )\nDATA d\\x00\nEND #1 nul\nBEGIN m #2 0 nonsync\nEND #2\nCMD m "
 		   "APPEND\n"),
 		/* the message literal is the data: a command inside it is not one */
 		{ "x APPEND INBOX {16+}\r\ny DELETE INBOX\r\n\r\nz NOOP\r\n",

@@ -89,6 +89,7 @@ struct imap_parser {
 	/* the current literal */
 	uint64_t lit_size, lit_left;
 	bool lit8, lit_nonsync, lit_streamed;
+	bool lit_nul; /* a streamed literal held NUL */
 	size_t lit_tok;
 
 	struct tail tail;
@@ -713,6 +714,7 @@ static bool streamed_here(const struct imap_parser *p)
 static void start_literal(struct imap_parser *p)
 {
 	p->lit_left = p->lit_size;
+	p->lit_nul = false;
 	if (p->lit_streamed) {
 		p->st = ST_STREAM_BEGIN;
 		return;
@@ -936,6 +938,8 @@ size_t imap_parser_feed(struct imap_parser *p, const uint8_t *data, size_t n,
 			fill_literal(p, ev);
 			ev->data = data + off;
 			ev->len = m;
+			if (!p->lit_nul && memchr(ev->data, 0, m))
+				p->lit_nul = true;
 			off += m;
 			p->lit_left -= m;
 			return off;
@@ -944,6 +948,7 @@ size_t imap_parser_feed(struct imap_parser *p, const uint8_t *data, size_t n,
 			ev->type = IMAP_PARSE_LITERAL_END;
 			fill_ids(p, ev);
 			fill_literal(p, ev);
+			ev->nul = p->lit_nul;
 			p->literal_index++;
 			p->top_count++;
 			p->need_delim = true;

@@ -56,7 +56,10 @@
  *                         into the caller's input (zero copy).
  *   IMAP_PARSE_LITERAL_END
  *                         the literal is complete; parsing of the rest of
- *                         the command line continues.
+ *                         the command line continues. nul is set if the
+ *                         data held NUL: fine in a literal8, but in a plain
+ *                         literal RFC 9051 9 (rule 3) forbids it, so the
+ *                         engine fails that APPEND (BAD) when it ends.
  *                         At any point between LITERAL_BEGIN and COMMAND
  *                         the engine may give up on the command with
  *                         imap_parser_abort_command() (and reply NO at
@@ -283,6 +286,7 @@ struct imap_parse_event {
 	uint64_t literal_size;
 	bool literal8, nonsync, streamed;
 	unsigned literal_index; /* streamed literals of this command, from 0 */
+	bool nul;               /* LITERAL_END: the streamed data held NUL */
 	/* LITERAL_DATA, LINE (LINE: NUL-terminated, NUL not counted). */
 	const uint8_t *data;
 	size_t len;
