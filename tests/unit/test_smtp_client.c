@@ -40,7 +40,8 @@ struct scenario {
 	enum proto_want want_end;
 };
 
-enum mode { M_WHOLE, M_BYTE, M_RANDOM };
+/* M_SPLIT feeds every chunk as two pieces, the first rng bytes long. */
+enum mode { M_WHOLE, M_BYTE, M_RANDOM, M_SPLIT };
 
 struct app {
 	const struct scenario *sc;
@@ -98,6 +99,8 @@ static void push_content(struct app *a, struct smtp_client *c)
 			k = 1;
 		else if (a->mode == M_RANDOM)
 			k = 1 + rnd(a) % 7;
+		else if (a->mode == M_SPLIT && off == 0)
+			k = a->rng;
 		if (k > n - off)
 			k = n - off;
 		smtp_client_content(c, p + off, k);
@@ -162,6 +165,8 @@ static void feed(struct app *a, struct smtp_client *c, const char *s)
 			k = 1;
 		else if (a->mode == M_RANDOM)
 			k = 1 + rnd(a) % 13;
+		else if (a->mode == M_SPLIT && off == 0)
+			k = a->rng;
 		if (k > n - off)
 			k = n - off;
 		/* an exact-size copy so ASan sees over-reads */
@@ -226,6 +231,13 @@ static void run_all_modes(const struct scenario *sc)
 	run(sc, M_BYTE, 0);
 	for (uint32_t seed = 1; seed <= 4; seed++)
 		run(sc, M_RANDOM, seed);
+	/* every split point of every server write (and of the content) */
+	size_t longest = 0;
+	for (const char *const *st = sc->steps; *st; st++)
+		if (strlen(*st) > longest)
+			longest = strlen(*st);
+	for (uint32_t k = 1; k < longest; k++)
+		run(sc, M_SPLIT, k);
 }
 
 /* ---- transcripts -------------------------------------------------------------- */
@@ -505,6 +517,44 @@ static void t_starttls_refused(void **state)
 	    .want_end = PROTO_WANT_CLOSE,
 	};
 	run_all_modes(&never);
+	/* the handshake fails (the caller aborts) or the peer hangs up instead */
+	static const char *const steps_hs[] = {
+	    GREET,
+	    EHLO,
+	    "S:250-mx.test\r\n250 STARTTLS\r\n",
+	    "C:STARTTLS\r\n",
+	    "S:220 go\r\n",
+	    "!abort",
+	    "C:",
+	    NULL,
+	};
+	static const struct scenario hs = {
+	    .name = "tls_handshake_failed",
+	    .msgs = m_one,
+	    .nmsgs = 1,
+	    .steps = steps_hs,
+	    .log = "failed TEMP CONNECT 0 4.3.0 local failure\n",
+	    .want_end = PROTO_WANT_CLOSE,
+	};
+	run_all_modes(&hs);
+	static const char *const steps_hup[] = {
+	    GREET,
+	    EHLO,
+	    "S:250-mx.test\r\n250 STARTTLS\r\n",
+	    "C:STARTTLS\r\n",
+	    "S:220 go\r\n",
+	    "!eof",
+	    "C:",
+	    NULL,
+	};
+	static const struct scenario hup = {
+	    .name = "tls_handshake_eof",
+	    .steps = steps_hup,
+	    .log = "failed TEMP CONNECT 0 4.4.2 Connection closed by the remote server while "
+		   "waiting for the TLS handshake\n",
+	    .want_end = PROTO_WANT_CLOSE,
+	};
+	run_all_modes(&hup);
 }
 
 static void t_starttls_required_ok_then_auth(void **state)

@@ -912,6 +912,8 @@ static const char *waiting_for(const struct smtp_client *c)
 {
 	if (c->state == CS_CONTENT)
 		return "message content";
+	if (c->state == CS_TLS_WAIT)
+		return "the TLS handshake";
 	if (c->pq_n == 0)
 		return "the next command (idle)";
 	switch (c->pq[c->pq_head].cmd) {

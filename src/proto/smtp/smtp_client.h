@@ -183,8 +183,10 @@ struct smtp_client_rcpt {
 struct smtp_client_msg {
 	const char *from; /* reverse-path without <>; "" for the null sender */
 	const struct smtp_client_rcpt *rcpts;
-	size_t nrcpts;	   /* >= 1 */
-	uint64_t size;	   /* content size for SIZE= (RFC 1870 4), 0 if unknown */
+	size_t nrcpts; /* >= 1 */
+	/* SIZE= value (RFC 1870 4): octets on the wire with CRLF line ends (the
+	 * storage size plus one per line is close enough); 0 if unknown */
+	uint64_t size;
 	bool eightbit;	   /* content has octets >= 0x80: needs 8BITMIME */
 	bool smtputf8;	   /* needs SMTPUTF8 (also implied by a non-ASCII address) */
 	const char *ret;   /* RFC 3461 RET ("FULL"/"HDRS") or NULL */
