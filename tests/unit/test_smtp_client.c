@@ -1625,6 +1625,70 @@ static void t_timeouts_suggested(void **state)
 	buf_deinit(&a.log);
 }
 
+/* A long run of messages refused locally (inside send(), next one sent from
+ * msg_done()) must not nest callbacks: the stack stays flat. */
+struct flat {
+	unsigned depth, max_depth, done, rcpts, left;
+};
+
+static void fl_send(struct flat *f, struct smtp_client *c)
+{
+	static const struct smtp_client_msg m8 = {"a@c.test", r_bc, 2, 0, true, false, NULL, NULL};
+	if (f->left == 0) {
+		smtp_client_quit(c);
+		return;
+	}
+	f->left--;
+	f->depth++;
+	if (f->depth > f->max_depth)
+		f->max_depth = f->depth;
+	smtp_client_send(c, &m8);
+	f->depth--;
+}
+
+static void fl_ready(void *ctx, struct smtp_client *c)
+{
+	fl_send(ctx, c);
+}
+
+static void fl_rcpt(void *ctx, struct smtp_client *c, size_t idx,
+		    const struct smtp_client_result *r)
+{
+	struct flat *f = ctx;
+	(void)c;
+	assert_true(idx < 2);
+	assert_int_equal(r->status, SMTP_CLIENT_PERM);
+	assert_int_equal(r->stage, SMTP_STAGE_LOCAL);
+	f->rcpts++;
+}
+
+static void fl_done(void *ctx, struct smtp_client *c, const struct smtp_client_result *r)
+{
+	struct flat *f = ctx;
+	assert_string_equal(r->esc, "5.6.3");
+	f->done++;
+	fl_send(f, c);
+}
+
+static void t_refusals_flat(void **state)
+{
+	(void)state;
+	static const struct smtp_client_ops ops = {
+	    .ready = fl_ready, .rcpt_done = fl_rcpt, .msg_done = fl_done};
+	struct flat f = {.left = 5000};
+	struct smtp_client_settings set = {.helo_name = "client.test"};
+	struct smtp_client *c = smtp_client_new(&set, &ops, &f);
+	const char *in = "220 x\r\n250-x\r\n250 PIPELINING\r\n";
+	assert_int_equal(smtp_client_feed(c, (const uint8_t *)in, strlen(in)), strlen(in));
+	assert_int_equal(f.done, 5000);
+	assert_int_equal(f.rcpts, 10000);
+	assert_int_equal(f.max_depth, 2); /* one send() inside the first one's msg_done(), never deeper */
+	struct buf *out = smtp_client_output(c);
+	assert_int_equal(out->len, strlen("EHLO client.test\r\nQUIT\r\n"));
+	assert_memory_equal(out->data, "EHLO client.test\r\nQUIT\r\n", out->len);
+	smtp_client_free(&c);
+}
+
 /* ---- the reply parser on its own ------------------------------------------------- */
 
 struct want_reply {
@@ -1854,6 +1918,7 @@ int main(void)
 	    cmocka_unit_test(t_mail_rejected_pipelined),
 	    cmocka_unit_test(t_dsn_and_size),
 	    cmocka_unit_test(t_timeouts_suggested),
+	    cmocka_unit_test(t_refusals_flat),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

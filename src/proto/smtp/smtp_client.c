@@ -104,6 +104,11 @@ struct smtp_client {
 	bool pending_cr; /* the last content octet was a CR */
 
 	struct cmsg *msg;
+
+	/* msg_refuse() running, and a refusal queued from inside its callbacks */
+	bool refusing;
+	const char *refuse_esc; /* static */
+	char *refuse_text;
 };
 
 /* ---- helpers ---------------------------------------------------------------- */
@@ -515,12 +520,32 @@ static void send_rcpt(struct smtp_client *c, size_t i)
 	buf_deinit(&b);
 }
 
-/* Local refusal: every recipient fails permanently, nothing is sent. */
+/* Local refusal: every recipient fails permanently, nothing is sent. The
+ * callbacks run inside send(), and msg_done() may send the next message,
+ * which may be refused too: those nested refusals are queued and run by this
+ * loop, so a long run of refused messages does not grow the stack. */
 static void msg_refuse(struct smtp_client *c, const char *esc, const char *text)
 {
-	rcpt_report_all(c, SMTP_CLIENT_PERM, SMTP_STAGE_LOCAL, 0, esc, text);
-	msg_decide(c->msg, SMTP_CLIENT_PERM, SMTP_STAGE_LOCAL, 0, esc, text);
-	msg_finish(c);
+	if (c->refusing) {
+		ASSERT(c->refuse_text == NULL);
+		c->refuse_esc = esc;
+		c->refuse_text = xstrdup(text);
+		return;
+	}
+	c->refusing = true;
+	char *owned = NULL;
+	for (;;) {
+		rcpt_report_all(c, SMTP_CLIENT_PERM, SMTP_STAGE_LOCAL, 0, esc, text);
+		msg_decide(c->msg, SMTP_CLIENT_PERM, SMTP_STAGE_LOCAL, 0, esc, text);
+		msg_finish(c);
+		free(owned);
+		if (!c->refuse_text)
+			break;
+		esc = c->refuse_esc;
+		text = owned = c->refuse_text;
+		c->refuse_text = NULL;
+	}
+	c->refusing = false;
 }
 
 void smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
@@ -846,6 +871,7 @@ void smtp_client_free(struct smtp_client **cp)
 	if (!c)
 		return;
 	msg_free(&c->msg);
+	free(c->refuse_text);
 	buf_deinit(&c->out);
 	smtp_reply_reader_deinit(&c->rd);
 	free(c->pq);
