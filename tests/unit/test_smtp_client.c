@@ -20,6 +20,7 @@
 #include "base/buf.h"
 #include "base/util.h"
 #include "proto/smtp/smtp_client.h"
+#include "proto/smtp/smtp_server.h"
 
 /* ---- scenarios -------------------------------------------------------------- */
 
@@ -1682,11 +1683,235 @@ static void t_refusals_flat(void **state)
 	assert_int_equal(smtp_client_feed(c, (const uint8_t *)in, strlen(in)), strlen(in));
 	assert_int_equal(f.done, 5000);
 	assert_int_equal(f.rcpts, 10000);
-	assert_int_equal(f.max_depth, 2); /* one send() inside the first one's msg_done(), never deeper */
+	assert_int_equal(f.max_depth,
+			 2); /* one send() inside the first one's msg_done(), never deeper */
 	struct buf *out = smtp_client_output(c);
 	assert_int_equal(out->len, strlen("EHLO client.test\r\nQUIT\r\n"));
 	assert_memory_equal(out->data, "EHLO client.test\r\nQUIT\r\n", out->len);
 	smtp_client_free(&c);
+}
+
+/* ---- round trip through Tern's own server engine ---------------------------- */
+
+/* The client's wire form, read back by smtp_server (which stores CRLF and
+ * bare LF as LF and undoes dot-stuffing), must give back the content: the
+ * storage form exactly, plus a final LF if it had none and with a bare CR
+ * turned into a line end. Random contents full of dots and line ends, every
+ * message on one connection, with and without pipelining. */
+struct rt {
+	struct buf got;	 /* content the server stored for the current message */
+	struct buf want; /* what it should be */
+	unsigned delivered, rejected;
+	const char *content;
+	size_t len;
+	unsigned left;
+	uint32_t rng;
+	bool pipelining_seen;
+};
+
+static enum app_verdict rt_mail(void *ctx, struct smtp_server *s, const struct smtp_mail *m)
+{
+	(void)ctx;
+	(void)s;
+	assert_string_equal(m->from, "a@c.test");
+	return APP_OK;
+}
+
+static enum app_verdict rt_rcpt(void *ctx, struct smtp_server *s, const struct smtp_rcpt *r)
+{
+	(void)ctx;
+	if (strncmp(r->to, "bad", 3) == 0) {
+		smtp_server_reply(s, 550, "5.1.1", "No such user");
+		return APP_REJECTED;
+	}
+	return APP_OK;
+}
+
+static enum app_verdict rt_begin(void *ctx, struct smtp_server *s)
+{
+	(void)s;
+	buf_clear(&((struct rt *)ctx)->got);
+	return APP_OK;
+}
+
+static int rt_write(void *ctx, struct smtp_server *s, const uint8_t *p, size_t n)
+{
+	(void)s;
+	buf_xappend(&((struct rt *)ctx)->got, p, n);
+	return 0;
+}
+
+static enum app_verdict rt_end(void *ctx, struct smtp_server *s)
+{
+	struct rt *t = ctx;
+	(void)s;
+	assert_int_equal(t->got.len, t->want.len);
+	assert_memory_equal(t->got.data, t->want.data, t->got.len);
+	t->delivered++;
+	return APP_OK;
+}
+
+static void rt_abort(void *ctx, struct smtp_server *s, int code, const char *text)
+{
+	(void)ctx;
+	(void)s;
+	fail_msg("server refused the content: %d %s", code, text);
+}
+
+static void rt_rset(void *ctx, struct smtp_server *s)
+{
+	(void)ctx;
+	(void)s;
+}
+
+static void rt_next(struct rt *t, struct smtp_client *c)
+{
+	static const struct smtp_client_rcpt rr[] = {
+	    {"b@mx.test", NULL, NULL}, {"bad@mx.test", NULL, NULL}, {"c@mx.test", NULL, NULL}};
+	static const char alphabet[] = "..\n\n\r.ab \xc3";
+	if (t->left == 0) {
+		smtp_client_quit(c);
+		return;
+	}
+	t->left--;
+	static char content[200];
+	t->rng = t->rng * 1103515245u + 12345u;
+	size_t n = (t->rng >> 16) % sizeof content;
+	for (size_t i = 0; i < n; i++) {
+		t->rng = t->rng * 1103515245u + 12345u;
+		content[i] = alphabet[(t->rng >> 16) % (sizeof alphabet - 1)];
+	}
+	t->content = content;
+	t->len = n;
+	/* expected storage form */
+	buf_clear(&t->want);
+	for (size_t i = 0; i < n; i++) {
+		if (content[i] == '\r') {
+			buf_xappend(&t->want, "\n", 1);
+			if (i + 1 < n && content[i + 1] == '\n')
+				i++;
+		} else {
+			buf_xappend(&t->want, content + i, 1);
+		}
+	}
+	if (t->want.len && t->want.data[t->want.len - 1] != '\n')
+		buf_xappend(&t->want, "\n", 1);
+	struct smtp_client_msg m = {"a@c.test", rr, 3, n + 64, true, false, NULL, NULL};
+	smtp_client_send(c, &m);
+}
+
+static void rt_ready(void *ctx, struct smtp_client *c)
+{
+	struct rt *t = ctx;
+	t->pipelining_seen = smtp_client_ehlo(c)->ext & SMTP_EXT_PIPELINING;
+	rt_next(t, c);
+}
+
+static void rt_rcpt_done(void *ctx, struct smtp_client *c, size_t idx,
+			 const struct smtp_client_result *r)
+{
+	struct rt *t = ctx;
+	(void)c;
+	if (idx == 1) {
+		assert_int_equal(r->status, SMTP_CLIENT_PERM);
+		assert_string_equal(r->esc, "5.1.1");
+		t->rejected++;
+	} else {
+		if (r->status != SMTP_CLIENT_OK)
+			fail_msg("rcpt %zu: %d %s %s", idx, r->code, r->esc, r->text);
+		assert_int_equal(r->stage, SMTP_STAGE_CONTENT);
+	}
+}
+
+static void rt_content(void *ctx, struct smtp_client *c)
+{
+	struct rt *t = ctx;
+	size_t off = 0;
+	while (off < t->len) {
+		t->rng = t->rng * 1103515245u + 12345u;
+		size_t k = 1 + (t->rng >> 16) % 11;
+		if (k > t->len - off)
+			k = t->len - off;
+		smtp_client_content(c, (const uint8_t *)t->content + off, k);
+		off += k;
+	}
+	smtp_client_content_end(c);
+}
+
+static void rt_done(void *ctx, struct smtp_client *c, const struct smtp_client_result *r)
+{
+	assert_int_equal(r->status, SMTP_CLIENT_OK);
+	if (smtp_client_is_ready(c))
+		rt_next(ctx, c);
+}
+
+static void rt_failed(void *ctx, struct smtp_client *c, const struct smtp_client_result *r)
+{
+	(void)ctx;
+	(void)c;
+	fail_msg("client failed: %d %s %s", r->code, r->esc, r->text);
+}
+
+static void t_round_trip_server(void **state)
+{
+	(void)state;
+	static const struct smtp_server_ops sops = {
+	    .mail = rt_mail,
+	    .rcpt = rt_rcpt,
+	    .data_begin = rt_begin,
+	    .data_write = rt_write,
+	    .data_end = rt_end,
+	    .data_abort = rt_abort,
+	    .rset = rt_rset,
+	};
+	static const struct smtp_client_ops cops = {
+	    .ready = rt_ready,
+	    .rcpt_done = rt_rcpt_done,
+	    .content_wanted = rt_content,
+	    .msg_done = rt_done,
+	    .failed = rt_failed,
+	};
+	for (int nopipe = 0; nopipe <= 1; nopipe++) {
+		struct rt t = {.left = 300, .rng = 7u + (uint32_t)nopipe};
+		buf_init(&t.got, 0);
+		buf_init(&t.want, 0);
+		struct smtp_server_settings ss = {
+		    .hostname = "mx.test",
+		    .banner = "ESMTP Tern",
+		    .max_message_size = 1 << 20,
+		    .max_line = 1000,
+		    .max_rcpts = 100,
+		    .max_errors = 1000, /* each refused RCPT counts as an error */
+		};
+		struct smtp_server *srv = smtp_server_new(&ss, &sops, &t);
+		struct smtp_client_settings cs = {.helo_name = "client.test",
+						  .no_pipelining = nopipe};
+		struct smtp_client *cli = smtp_client_new(&cs, &cops, &t);
+		smtp_server_start(srv);
+		for (int round = 0; round < 100000; round++) {
+			struct buf *so = smtp_server_output(srv), *co = smtp_client_output(cli);
+			if (so->len == 0 && co->len == 0)
+				break;
+			if (so->len) {
+				assert_int_equal(smtp_client_feed(cli, so->data, so->len), so->len);
+				buf_clear(so);
+			}
+			if (co->len) {
+				size_t n = smtp_server_feed(srv, co->data, co->len);
+				assert_int_equal(n, co->len); /* the stub never pends */
+				buf_clear(co);
+			}
+		}
+		assert_int_equal(smtp_client_want(cli), PROTO_WANT_CLOSE);
+		assert_int_equal(smtp_server_want(srv), PROTO_WANT_CLOSE);
+		assert_int_equal(t.delivered, 300);
+		assert_int_equal(t.rejected, 300);
+		assert_true(t.pipelining_seen);
+		smtp_client_free(&cli);
+		smtp_server_free(&srv);
+		buf_deinit(&t.got);
+		buf_deinit(&t.want);
+	}
 }
 
 /* ---- the reply parser on its own ------------------------------------------------- */
@@ -1919,6 +2144,7 @@ int main(void)
 	    cmocka_unit_test(t_dsn_and_size),
 	    cmocka_unit_test(t_timeouts_suggested),
 	    cmocka_unit_test(t_refusals_flat),
+	    cmocka_unit_test(t_round_trip_server),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
