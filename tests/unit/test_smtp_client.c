@@ -724,6 +724,42 @@ static void t_rcpt_mixed(void **state)
 	run_all_modes(&sc);
 }
 
+static void t_rcpt_552(void **state)
+{
+	(void)state;
+	/* RFC 5321 4.5.3.1.10: 552 to RCPT means too many recipients: temporary */
+	static const struct tmsg m[] = {
+	    {{"a@c.test", r_bcd, 3, 0, false, false, NULL, NULL}, "x\n", false},
+	};
+	static const char *const steps[] = {
+	    GREET,
+	    EHLO,
+	    "S:250-mx.test\r\n250 PIPELINING\r\n",
+	    "C:MAIL FROM:<a@c.test>\r\nRCPT TO:<b@mx.test>\r\nRCPT TO:<c@mx.test>\r\n"
+	    "RCPT TO:<d@mx.test>\r\nDATA\r\n",
+	    "S:250 Ok\r\n250 Ok\r\n452 4.5.3 Too many recipients\r\n552 Too many recipients\r\n"
+	    "354 go\r\n",
+	    "C:x\r\n.\r\n",
+	    "S:250 Ok\r\n",
+	    QUIT,
+	    NULL,
+	};
+	static const struct scenario sc = {
+	    .name = "rcpt_552",
+	    .msgs = m,
+	    .nmsgs = 1,
+	    .steps = steps,
+	    .log = "ready tls=0 auth=0 esmtp=1\n"
+		   "rcpt 1 TEMP RCPT 452 4.5.3 4.5.3 Too many recipients\n"
+		   "rcpt 2 TEMP RCPT 552 - Too many recipients\n"
+		   "content\n"
+		   "rcpt 0 OK CONTENT 250 - Ok\n"
+		   "done OK CONTENT 250 - Ok\n",
+	    .want_end = PROTO_WANT_CLOSE,
+	};
+	run_all_modes(&sc);
+}
+
 static void t_data_failures(void **state)
 {
 	(void)state;
@@ -1626,6 +1662,47 @@ static void t_timeouts_suggested(void **state)
 	buf_deinit(&a.log);
 }
 
+/* The trace hook: commands and replies in order, AUTH secrets masked. */
+static void tr_trace(void *ctx, struct smtp_client *c, bool sent, const char *line)
+{
+	(void)c;
+	buf_xprintf(ctx, "%s %s\n", sent ? "C" : "S", line);
+}
+
+static void t_trace(void **state)
+{
+	(void)state;
+	static const struct smtp_client_ops ops = {.trace = tr_trace};
+	static const struct {
+		const char *server;
+		const char *trace;
+	} cases[] = {
+	    {"220 relay\r\n250-relay\r\n250 AUTH LOGIN\r\n334 VXNlcm5hbWU6\r\n334 "
+	     "UGFzc3dvcmQ6\r\n535-5.7.8 no\r\n535 5.7.8 really\r\n",
+	     "S 220 relay\nC EHLO client.test\nS 250 relay\nAUTH LOGIN\nC AUTH LOGIN\n"
+	     "S 334 VXNlcm5hbWU6\nC ********\nS 334 UGFzc3dvcmQ6\nC ********\n"
+	     "S 535 5.7.8 no\n5.7.8 really\nC QUIT\n"},
+	    {"220 relay\r\n250-relay\r\n250 AUTH PLAIN\r\n",
+	     "S 220 relay\nC EHLO client.test\nS 250 relay\nAUTH PLAIN\nC AUTH PLAIN ********\n"},
+	};
+	for (size_t i = 0; i < N_ELEMENTS(cases); i++) {
+		struct buf log;
+		buf_init(&log, 0);
+		struct smtp_client_settings set = {.helo_name = "client.test",
+						   .tls_active = true,
+						   .auth_user = "user",
+						   .auth_pass = "secret"};
+		struct smtp_client *c = smtp_client_new(&set, &ops, &log);
+		const char *in = cases[i].server;
+		assert_int_equal(smtp_client_feed(c, (const uint8_t *)in, strlen(in)), strlen(in));
+		assert_string_equal(buf_cstr(&log), cases[i].trace);
+		assert_null(strstr(buf_cstr(&log), "c2VjcmV0"));
+		assert_null(strstr(buf_cstr(&log), "dXNlcg"));
+		smtp_client_free(&c);
+		buf_deinit(&log);
+	}
+}
+
 /* A long run of messages refused locally (inside send(), next one sent from
  * msg_done()) must not nest callbacks: the stack stays flat. */
 struct flat {
@@ -2144,6 +2221,8 @@ int main(void)
 	    cmocka_unit_test(t_dsn_and_size),
 	    cmocka_unit_test(t_timeouts_suggested),
 	    cmocka_unit_test(t_refusals_flat),
+	    cmocka_unit_test(t_trace),
+	    cmocka_unit_test(t_rcpt_552),
 	    cmocka_unit_test(t_round_trip_server),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -146,6 +146,16 @@ static void send_cmd(struct smtp_client *c, enum ccmd cmd, size_t idx, const cha
 	ASSERT(n >= 0);
 	buf_xappend(&c->out, line, (size_t)n);
 	buf_xappend(&c->out, "\r\n", 2);
+	if (c->ops->trace) {
+		/* design 2.5: AUTH payloads never reach a log */
+		const char *shown = line;
+		if (cmd == CC_AUTH_PLAIN)
+			shown = "AUTH PLAIN ********";
+		else if (cmd == CC_AUTH_USER || cmd == CC_AUTH_PASS)
+			shown = "********";
+		c->ops->trace(c->ctx, c, true, shown);
+	}
+	explicit_bzero(line, (size_t)n);
 	free(line);
 	pq_push(c, cmd, idx);
 }
@@ -249,8 +259,11 @@ static void conn_fail(struct smtp_client *c, enum smtp_client_status st, int cod
 	enum smtp_client_stage stage = SMTP_STAGE_CONNECT;
 	c->state = CS_CLOSED;
 	pq_clear(c);
-	if (quit && !in_content)
+	if (quit && !in_content) {
 		buf_xappend(&c->out, "QUIT\r\n", 6);
+		if (c->ops->trace)
+			c->ops->trace(c->ctx, c, true, "QUIT");
+	}
 	if (c->msg) {
 		stage = c->msg->waiting;
 		/* A connection-level failure never fails a recipient permanently:
@@ -689,8 +702,12 @@ static void msg_reply(struct smtp_client *c, const struct pend *pe, const struct
 				m->rcpts[pe->idx].accepted = true;
 				m->naccepted++;
 			} else {
-				rcpt_report(c, pe->idx, status_of(r->code), SMTP_STAGE_RCPT,
-					    r->code, r->esc, r->text);
+				/* RFC 5321 4.5.3.1.10: a 552 to RCPT is the old "too many
+				 * recipients"; treat it as the 452 it should be */
+				enum smtp_client_status st =
+				    r->code == 552 ? SMTP_CLIENT_TEMP : status_of(r->code);
+				rcpt_report(c, pe->idx, st, SMTP_STAGE_RCPT, r->code, r->esc,
+					    r->text);
 			}
 		}
 		if (m->nreplied == m->nrcpts)
@@ -894,6 +911,11 @@ size_t smtp_client_feed(struct smtp_client *c, const uint8_t *p, size_t n)
 		}
 		if (r == 0)
 			break;
+		if (c->ops->trace) {
+			char *t = xasprintf("%03d %s", c->rd.reply.code, c->rd.reply.text);
+			c->ops->trace(c->ctx, c, false, t);
+			free(t);
+		}
 		handle_reply(c, &c->rd.reply);
 	}
 	return n;

@@ -213,6 +213,10 @@ struct smtp_client_ops {
 	/* The connection failed (greeting refused, TLS required but missing, AUTH
 	 * failed, protocol error, 421, EOF, timeout). The engine wants CLOSE. */
 	void (*failed)(void *ctx, struct smtp_client *c, const struct smtp_client_result *r);
+	/* Protocol trace, may be NULL: each command as written (sent = true;
+	 * AUTH payloads masked as "********", content never shown) and each
+	 * complete reply received ("250 text", lines joined by '\n'). */
+	void (*trace)(void *ctx, struct smtp_client *c, bool sent, const char *line);
 };
 
 /* settings strings must outlive the engine. */
