@@ -25,7 +25,19 @@
  * Content is supplied by the caller in storage form (LF line endings, as Tern
  * stores messages), in chunks of any size, after content_wanted(): the engine
  * converts LF (and a bare CR) to CRLF, dot-stuffs (RFC 5321 4.5.2) and ends
- * with CRLF.CRLF, never holding more than the chunk it was given.
+ * with CRLF.CRLF, never holding more than the chunk it was given. The
+ * caller paces it by the size of smtp_client_output().
+ *
+ * Driving it through io/conn.c (struct proto_session_ops): feed, want and
+ * output map directly; tls_started -> smtp_client_tls_started(); timeout ->
+ * smtp_client_timeout() (arm the timer with smtp_client_timeout_secs());
+ * shutdown -> smtp_client_quit() when ready, else smtp_client_abort();
+ * closed -> smtp_client_eof() (a no-op once closed), then smtp_client_free().
+ * A TLS handshake failure is smtp_client_abort(); retrying without TLS is the
+ * caller's decision (a new connection).
+ *
+ * API misuse (send() when not ready, content when not wanted) is our bug and
+ * ASSERTs; nothing the peer sends can abort the process.
  */
 #ifndef TERN_PROTO_SMTP_CLIENT_H
 #define TERN_PROTO_SMTP_CLIENT_H
@@ -208,7 +220,8 @@ struct smtp_client_ops {
 	void (*content_wanted)(void *ctx, struct smtp_client *c);
 	/* The message is finished (every rcpt_done() was called). status is OK if
 	 * the peer took the message for at least one recipient. Afterwards the
-	 * engine is ready for the next send() or quit(), unless failed() follows. */
+	 * engine is ready for the next send() or quit(), unless failed() follows
+	 * (check smtp_client_is_ready() before sending from here). */
 	void (*msg_done)(void *ctx, struct smtp_client *c, const struct smtp_client_result *r);
 	/* The connection failed (greeting refused, TLS required but missing, AUTH
 	 * failed, protocol error, 421, EOF, timeout). The engine wants CLOSE. */
