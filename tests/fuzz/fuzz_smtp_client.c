@@ -3,7 +3,8 @@
  * sizes come from the input, to an engine whose settings (TLS mode, AUTH,
  * pipelining, small reply limits) come from the first byte, with a stub
  * queue that sends a few messages of different kinds (8-bit, SMTPUTF8, DSN,
- * several recipients), supplies content in pieces and quits at the end.
+ * several recipients), supplies content in pieces (DATA or BDAT) and quits
+ * at the end.
  * Checks the result contract (every recipient reported once before
  * msg_done, failed at most once and then CLOSE), that what the client
  * writes always has CRLF line ends, and that STARTTLS/EOF/timeout paths
@@ -83,14 +84,18 @@ static void f_rcpt(void *ctx, struct smtp_client *c, size_t idx, const struct sm
 
 static void push(struct fstub *f, struct smtp_client *c)
 {
-	size_t n = sizeof content - 1, off = 0;
-	while (off < n) {
-		f->h = f->h * 1103515245u + 12345u;
-		size_t k = 1 + (f->h >> 16) % 9;
-		if (k > n - off)
-			k = n - off;
-		smtp_client_content(c, (const uint8_t *)content + off, k);
-		off += k;
+	/* now and then more than one BDAT chunk (64 KiB) */
+	unsigned reps = (f->h & 0x3f) == 0 ? 1200 : 1;
+	for (unsigned r = 0; r < reps; r++) {
+		size_t n = sizeof content - 1, off = 0;
+		while (off < n) {
+			f->h = f->h * 1103515245u + 12345u;
+			size_t k = reps > 1 ? n : 1 + (f->h >> 16) % 9;
+			if (k > n - off)
+				k = n - off;
+			smtp_client_content(c, (const uint8_t *)content + off, k);
+			off += k;
+		}
 	}
 	smtp_client_content_end(c);
 }
@@ -152,6 +157,10 @@ static void check_output(struct buf *o)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	uint8_t knobs = size ? data[0] : 0;
+	struct fstub f = {0};
+	f.h = 2166136261u;
+	for (size_t i = 0; i < size && i < 16; i++)
+		f.h = (f.h ^ data[i]) * 16777619u;
 	struct smtp_client_settings set = {
 	    .helo_name = "client.test",
 	    .tls = (enum smtp_client_tls)(knobs % 3),
@@ -166,10 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		set.limits.max_size = 200;
 		set.limits.max_lines = 5;
 	}
-	struct fstub f = {0};
-	f.h = 2166136261u;
-	for (size_t i = 0; i < size && i < 16; i++)
-		f.h = (f.h ^ data[i]) * 16777619u;
+	set.chunking = (f.h >> 7) & 1;
 	struct smtp_client *c = smtp_client_new(&set, &fops, &f);
 	size_t off = size ? 1 : 0;
 	while (off < size) {

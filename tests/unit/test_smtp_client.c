@@ -1662,6 +1662,155 @@ static void t_timeouts_suggested(void **state)
 	buf_deinit(&a.log);
 }
 
+/* RFC 3030 BDAT instead of DATA when asked for and offered with PIPELINING */
+static void t_chunking(void **state)
+{
+	(void)state;
+	static const struct tmsg m[] = {
+	    {{"a@c.test", r_bc, 2, 0, false, false, NULL, NULL}, ".dot\nline", false},
+	    {{"a@c.test", r_b, 1, 0, false, false, NULL, NULL}, "x\n", false},
+	    {{"a@c.test", r_b, 1, 0, false, false, NULL, NULL}, "", false},
+	    {{"a@c.test", r_bc, 2, 0, false, false, NULL, NULL}, "never\n", false},
+	};
+	static const char *const steps[] = {
+	    GREET,
+	    EHLO,
+	    EHLO_FULL,
+	    "C:MAIL FROM:<a@c.test>\r\nRCPT TO:<b@mx.test>\r\nRCPT TO:<c@mx.test>\r\n",
+	    "S:250 Ok\r\n250 Ok\r\n550 5.1.1 no c\r\n",
+	    "C:BDAT 12 LAST\r\n.dot\r\nline\r\n", /* no dot-stuffing, final CRLF added */
+	    "S:250 2.0.0 queued\r\n",
+	    "C:MAIL FROM:<a@c.test>\r\nRCPT TO:<b@mx.test>\r\n",
+	    "S:250 Ok\r\n250 Ok\r\n",
+	    "C:BDAT 3 LAST\r\nx\r\n",
+	    "S:552 5.3.4 too big\r\n",
+	    "C:RSET\r\nMAIL FROM:<a@c.test>\r\nRCPT TO:<b@mx.test>\r\n",
+	    "S:250 Ok\r\n250 Ok\r\n250 Ok\r\n",
+	    "C:BDAT 0 LAST\r\n",
+	    "S:250 Ok\r\n",
+	    "C:MAIL FROM:<a@c.test>\r\nRCPT TO:<b@mx.test>\r\nRCPT TO:<c@mx.test>\r\n",
+	    "S:250 Ok\r\n550 5.1.1 no b\r\n550 5.1.1 no c\r\n",
+	    QUIT,
+	    NULL,
+	};
+	static const struct scenario sc = {
+	    .name = "chunking",
+	    .set = {.chunking = true},
+	    .msgs = m,
+	    .nmsgs = 4,
+	    .steps = steps,
+	    .log = "ready tls=0 auth=0 esmtp=1\n"
+		   "rcpt 1 PERM RCPT 550 5.1.1 5.1.1 no c\n"
+		   "content\n"
+		   "rcpt 0 OK CONTENT 250 2.0.0 2.0.0 queued\n"
+		   "done OK CONTENT 250 2.0.0 2.0.0 queued\n"
+		   "content\n"
+		   "rcpt 0 PERM CONTENT 552 5.3.4 5.3.4 too big\n"
+		   "done PERM CONTENT 552 5.3.4 5.3.4 too big\n"
+		   "content\n"
+		   "rcpt 0 OK CONTENT 250 - Ok\n"
+		   "done OK CONTENT 250 - Ok\n"
+		   "rcpt 0 PERM RCPT 550 5.1.1 5.1.1 no b\n"
+		   "rcpt 1 PERM RCPT 550 5.1.1 5.1.1 no c\n"
+		   "done PERM RCPT 0 5.0.0 No recipient was accepted\n",
+	    .want_end = PROTO_WANT_CLOSE,
+	};
+	run_all_modes(&sc);
+	/* CHUNKING without PIPELINING: DATA as usual */
+	static const char *const steps_np[] = {
+	    GREET,
+	    EHLO,
+	    "S:250-mx.test\r\n250 CHUNKING\r\n",
+	    "C:MAIL FROM:<a@c.test>\r\n",
+	    "S:250 Ok\r\n",
+	    "C:RCPT TO:<b@mx.test>\r\n",
+	    "S:250 Ok\r\n",
+	    "C:DATA\r\n",
+	    "S:354 go\r\n",
+	    "C:x\r\n.\r\n",
+	    "S:250 Ok\r\n",
+	    QUIT,
+	    NULL,
+	};
+	static const struct scenario np = {
+	    .name = "chunking_without_pipelining",
+	    .set = {.chunking = true},
+	    .msgs = m + 1,
+	    .nmsgs = 1,
+	    .steps = steps_np,
+	    .log = "ready tls=0 auth=0 esmtp=1\ncontent\nrcpt 0 OK CONTENT 250 - Ok\n"
+		   "done OK CONTENT 250 - Ok\n",
+	    .want_end = PROTO_WANT_CLOSE,
+	};
+	run_all_modes(&np);
+}
+
+/* A refused chunk while the caller is still supplying content, and one
+ * refused after BDAT LAST went out: no more chunks, one result. */
+static void t_chunking_refused(void **state)
+{
+	(void)state;
+	static const struct scenario sc = {.name = "manual", .no_quit = true};
+	static const struct tmsg tm = {{"a@c.test", r_b, 1, 0, false, false, NULL, NULL}, "", true};
+	static char big[70000];
+	for (size_t i = 0; i < sizeof big; i++)
+		big[i] = (i % 10 == 9) ? '\n' : 'a';
+	for (int late = 0; late <= 1; late++) {
+		struct app a = {.sc = &sc, .mode = M_WHOLE};
+		buf_init(&a.log, 0);
+		struct smtp_client_settings set = {.helo_name = "client.test", .chunking = true};
+		struct smtp_client *c = smtp_client_new(&set, &aops, &a);
+		struct buf *out = smtp_client_output(c);
+		const char *in = "220 x\r\n250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+		assert_int_equal(smtp_client_feed(c, (const uint8_t *)in, strlen(in)), strlen(in));
+		a.cur = &tm;
+		smtp_client_send(c, &tm.m);
+		buf_clear(out);
+		in = "250 ok\r\n250 ok\r\n";
+		assert_int_equal(smtp_client_feed(c, (const uint8_t *)in, strlen(in)), strlen(in));
+		assert_true(smtp_client_wants_content(c));
+		smtp_client_content(c, (const uint8_t *)big, sizeof big);
+		/* 70000 storage octets = 77000 on the wire: one full chunk so far */
+		assert_int_equal(out->len, strlen("BDAT 65536\r\n") + 65536);
+		assert_memory_equal(out->data, "BDAT 65536\r\naaaaaaaaa\r\na", 24);
+		buf_clear(out);
+		if (late) {
+			smtp_client_content_end(c);
+			assert_int_equal(out->len, strlen("BDAT 11464 LAST\r\n") + 11464);
+			buf_clear(out);
+		}
+		in = "554 5.3.4 Message too big\r\n";
+		assert_int_equal(smtp_client_feed(c, (const uint8_t *)in, strlen(in)), strlen(in));
+		assert_string_equal(buf_cstr(&a.log),
+				    "ready tls=0 auth=0 esmtp=1\ncontent\n"
+				    "rcpt 0 PERM CONTENT 554 5.3.4 5.3.4 Message too big\n");
+		assert_false(smtp_client_is_ready(c));
+		if (!late) {
+			/* the rest of the content goes nowhere */
+			assert_true(smtp_client_wants_content(c));
+			smtp_client_content(c, (const uint8_t *)big, sizeof big);
+			smtp_client_content_end(c);
+			assert_int_equal(out->len, 0);
+		} else {
+			in = "250 2.0.0 ok\r\n"; /* BDAT LAST's reply changes nothing */
+			assert_int_equal(smtp_client_feed(c, (const uint8_t *)in, strlen(in)),
+					 strlen(in));
+		}
+		assert_true(smtp_client_is_ready(c));
+		assert_string_equal(buf_cstr(&a.log),
+				    "ready tls=0 auth=0 esmtp=1\ncontent\n"
+				    "rcpt 0 PERM CONTENT 554 5.3.4 5.3.4 Message too big\n"
+				    "done PERM CONTENT 554 5.3.4 5.3.4 Message too big\n");
+		/* the next message starts with RSET */
+		a.cur = &tm;
+		smtp_client_send(c, &tm.m);
+		assert_string_equal(buf_cstr(out),
+				    "RSET\r\nMAIL FROM:<a@c.test>\r\nRCPT TO:<b@mx.test>\r\n");
+		smtp_client_free(&c);
+		buf_deinit(&a.log);
+	}
+}
+
 /* The trace hook: commands and replies in order, AUTH secrets masked. */
 static void tr_trace(void *ctx, struct smtp_client *c, bool sent, const char *line)
 {
@@ -1784,7 +1933,18 @@ struct rt {
 	unsigned left;
 	uint32_t rng;
 	bool pipelining_seen;
+	unsigned bdat, data;
 };
+
+static void rt_trace(void *ctx, struct smtp_client *c, bool sent, const char *line)
+{
+	struct rt *t = ctx;
+	(void)c;
+	if (sent && strncmp(line, "BDAT ", 5) == 0)
+		t->bdat++;
+	if (sent && strcmp(line, "DATA") == 0)
+		t->data++;
+}
 
 static enum app_verdict rt_mail(void *ctx, struct smtp_server *s, const struct smtp_mail *m)
 {
@@ -1851,9 +2011,10 @@ static void rt_next(struct rt *t, struct smtp_client *c)
 		return;
 	}
 	t->left--;
-	static char content[200];
+	static char content[150000];
 	t->rng = t->rng * 1103515245u + 12345u;
-	size_t n = (t->rng >> 16) % sizeof content;
+	/* mostly small, now and then over two BDAT chunks */
+	size_t n = t->left % 50 == 0 ? 140000 + (t->rng >> 16) % 2000 : (t->rng >> 16) % 200;
 	for (size_t i = 0; i < n; i++) {
 		t->rng = t->rng * 1103515245u + 12345u;
 		content[i] = alphabet[(t->rng >> 16) % (sizeof alphabet - 1)];
@@ -1947,9 +2108,11 @@ static void t_round_trip_server(void **state)
 	    .content_wanted = rt_content,
 	    .msg_done = rt_done,
 	    .failed = rt_failed,
+	    .trace = rt_trace,
 	};
-	for (int nopipe = 0; nopipe <= 1; nopipe++) {
-		struct rt t = {.left = 300, .rng = 7u + (uint32_t)nopipe};
+	/* 0: pipelined DATA, 1: lock-step DATA, 2: pipelined BDAT */
+	for (int mode = 0; mode <= 2; mode++) {
+		struct rt t = {.left = 300, .rng = 7u + (uint32_t)mode};
 		buf_init(&t.got, 0);
 		buf_init(&t.want, 0);
 		struct smtp_server_settings ss = {
@@ -1961,8 +2124,8 @@ static void t_round_trip_server(void **state)
 		    .max_errors = 1000, /* each refused RCPT counts as an error */
 		};
 		struct smtp_server *srv = smtp_server_new(&ss, &sops, &t);
-		struct smtp_client_settings cs = {.helo_name = "client.test",
-						  .no_pipelining = nopipe};
+		struct smtp_client_settings cs = {
+		    .helo_name = "client.test", .no_pipelining = mode == 1, .chunking = mode == 2};
 		struct smtp_client *cli = smtp_client_new(&cs, &cops, &t);
 		smtp_server_start(srv);
 		for (int round = 0; round < 100000; round++) {
@@ -1984,6 +2147,14 @@ static void t_round_trip_server(void **state)
 		assert_int_equal(t.delivered, 300);
 		assert_int_equal(t.rejected, 300);
 		assert_true(t.pipelining_seen);
+		if (mode == 2) {
+			/* every message ends with BDAT LAST; the 6 big ones need 3 chunks */
+			assert_int_equal(t.data, 0);
+			assert_int_equal(t.bdat, 300 + 6 * 2);
+		} else {
+			assert_int_equal(t.data, 300);
+			assert_int_equal(t.bdat, 0);
+		}
 		smtp_client_free(&cli);
 		smtp_server_free(&srv);
 		buf_deinit(&t.got);
@@ -2222,6 +2393,8 @@ int main(void)
 	    cmocka_unit_test(t_timeouts_suggested),
 	    cmocka_unit_test(t_refusals_flat),
 	    cmocka_unit_test(t_trace),
+	    cmocka_unit_test(t_chunking),
+	    cmocka_unit_test(t_chunking_refused),
 	    cmocka_unit_test(t_rcpt_552),
 	    cmocka_unit_test(t_round_trip_server),
 	};

@@ -49,6 +49,8 @@ enum ccmd {
 	CC_DATA,
 	CC_DOT,	       /* end of content: the final reply */
 	CC_DOT_IGNORE, /* empty content after a 354 with no recipient (RFC 2920 3.1) */
+	CC_BDAT,       /* a chunk (RFC 3030) */
+	CC_BDAT_LAST,  /* the last chunk: the final reply */
 	CC_QUIT,
 };
 
@@ -70,7 +72,10 @@ struct cmsg {
 	uint64_t size;
 	bool eightbit, smtputf8;
 	bool mail_failed;
-	size_t nreplied; /* RCPT replies received */
+	bool bdat;	    /* content goes as BDAT chunks (RFC 3030) */
+	bool bdat_failed;   /* a BDAT was refused: no more chunks are sent */
+	bool content_ended; /* smtp_client_content_end() was called */
+	size_t nreplied;    /* RCPT replies received */
 	size_t naccepted;
 	bool any_temp; /* a recipient failed temporarily */
 	/* The message result for msg_done(), set by whichever reply decides it. */
@@ -100,8 +105,9 @@ struct smtp_client {
 	bool ehlo_after_tls;
 
 	/* content encoder (RFC 5321 4.5.2) */
-	bool bol;	 /* at the beginning of a line */
-	bool pending_cr; /* the last content octet was a CR */
+	bool bol;	  /* at the beginning of a line */
+	bool pending_cr;  /* the last content octet was a CR */
+	struct buf chunk; /* BDAT: encoded content not yet sent (< SMTP_CLIENT_BDAT_CHUNK) */
 
 	struct cmsg *msg;
 
@@ -127,6 +133,9 @@ static void pq_push(struct smtp_client *c, enum ccmd cmd, size_t idx)
 	c->pq[c->pq_head + c->pq_n] = (struct pend){cmd, idx};
 	c->pq_n++;
 }
+
+/* BDAT chunk size: big enough to be cheap, small enough to bound memory. */
+#define SMTP_CLIENT_BDAT_CHUNK 65536
 
 static void pq_clear(struct smtp_client *c)
 {
@@ -626,11 +635,15 @@ void smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
 			return; /* MAIL goes after RSET's 250 */
 		}
 	}
+	/* RFC 3030 2: BDAT only with PIPELINING here, so chunks never wait for
+	 * one another's replies */
+	m->bdat = c->set.chunking && c->pipelining && (c->ehlo.ext & SMTP_EXT_CHUNKING);
 	send_mail(c);
 	if (c->pipelining) {
 		for (size_t i = 0; i < m->nrcpts; i++)
 			send_rcpt(c, i);
-		send_cmd(c, CC_DATA, 0, "DATA");
+		if (!m->bdat)
+			send_cmd(c, CC_DATA, 0, "DATA");
 	}
 }
 
@@ -656,6 +669,47 @@ static void next_after_rcpt(struct smtp_client *c, size_t i)
 	}
 	c->rset_needed = true; /* MAIL was accepted: the transaction is open */
 	msg_finish(c);
+}
+
+static void content_start(struct smtp_client *c)
+{
+	c->state = CS_CONTENT;
+	c->msg->waiting = SMTP_STAGE_CONTENT;
+	c->bol = true;
+	c->pending_cr = false;
+	buf_clear(&c->chunk);
+	if (c->ops->content_wanted)
+		c->ops->content_wanted(c->ctx, c);
+}
+
+/* BDAT: every RCPT reply is in; content if anyone was accepted. */
+static void bdat_start(struct smtp_client *c)
+{
+	struct cmsg *m = c->msg;
+	if (m->mail_failed) {
+		msg_finish(c);
+		return;
+	}
+	if (m->naccepted == 0) {
+		c->rset_needed = true;
+		msg_finish(c);
+		return;
+	}
+	content_start(c);
+}
+
+/* The reply that decides the content's fate for every accepted recipient. */
+static void content_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+	struct cmsg *m = c->msg;
+	/* RFC 5321 4.1.1.4 (and RFC 3030 2 for BDAT): one reply for everyone */
+	for (size_t i = 0; i < m->nrcpts; i++)
+		if (m->rcpts[i].accepted)
+			rcpt_report(c, i, status_of(r->code), SMTP_STAGE_CONTENT, r->code, r->esc,
+				    r->text);
+	msg_decide(m, status_of(r->code), SMTP_STAGE_CONTENT, r->code, r->esc, r->text);
+	if (r->code / 100 != 2)
+		c->rset_needed = true;
 }
 
 static void msg_reply(struct smtp_client *c, const struct pend *pe, const struct smtp_reply *r)
@@ -712,8 +766,12 @@ static void msg_reply(struct smtp_client *c, const struct pend *pe, const struct
 		}
 		if (m->nreplied == m->nrcpts)
 			m->waiting = SMTP_STAGE_DATA;
-		if (!c->pipelining)
+		if (m->bdat) {
+			if (m->nreplied == m->nrcpts)
+				bdat_start(c);
+		} else if (!c->pipelining) {
 			next_after_rcpt(c, pe->idx);
+		}
 		return;
 	case CC_DATA:
 		if (r->code == 354) {
@@ -724,12 +782,7 @@ static void msg_reply(struct smtp_client *c, const struct pend *pe, const struct
 				pq_push(c, CC_DOT_IGNORE, 0);
 				return;
 			}
-			c->state = CS_CONTENT;
-			m->waiting = SMTP_STAGE_CONTENT;
-			c->bol = true;
-			c->pending_cr = false;
-			if (c->ops->content_wanted)
-				c->ops->content_wanted(c->ctx, c);
+			content_start(c);
 			return;
 		}
 		if (k == 2 || k == 3) {
@@ -752,19 +805,27 @@ static void msg_reply(struct smtp_client *c, const struct pend *pe, const struct
 			protocol_error(c, "unexpected 3xx reply after the message content");
 			return;
 		}
-		/* RFC 5321 4.1.1.4: the reply after "." is for every accepted recipient */
-		for (size_t i = 0; i < m->nrcpts; i++)
-			if (m->rcpts[i].accepted)
-				rcpt_report(c, i, status_of(r->code), SMTP_STAGE_CONTENT, r->code,
-					    r->esc, r->text);
-		msg_decide(m, status_of(r->code), SMTP_STAGE_CONTENT, r->code, r->esc, r->text);
-		if (k != 2)
-			c->rset_needed = true;
+		content_reply(c, r);
 		msg_finish(c);
 		return;
 	case CC_DOT_IGNORE:
 		c->rset_needed = true;
 		msg_finish(c);
+		return;
+	case CC_BDAT:
+	case CC_BDAT_LAST:
+		if (k == 3) {
+			protocol_error(c, "unexpected 3xx reply to BDAT");
+			return;
+		}
+		if (!m->bdat_failed && (k != 2 || pe->cmd == CC_BDAT_LAST)) {
+			/* RFC 3030 2: a refused chunk fails the transaction; send
+			 * no more chunks (the caller's content is then dropped) */
+			m->bdat_failed = k != 2;
+			content_reply(c, r);
+		}
+		if (m->content_ended && c->pq_n == 0)
+			msg_finish(c);
 		return;
 	default:
 		UNREACHABLE();
@@ -773,7 +834,8 @@ static void msg_reply(struct smtp_client *c, const struct pend *pe, const struct
 
 static void handle_reply(struct smtp_client *c, const struct smtp_reply *r)
 {
-	if (c->state == CS_CONTENT || c->pq_n == 0) {
+	bool bdat_content = c->state == CS_CONTENT && c->msg->bdat;
+	if ((c->state == CS_CONTENT && !bdat_content) || c->pq_n == 0) {
 		/* A reply nobody asked for; the usual one is 421 before a close
 		 * (RFC 5321 3.8). Either way we cannot go on. */
 		if (r->code == 421) {
@@ -813,16 +875,16 @@ bool smtp_client_wants_content(const struct smtp_client *c)
 	return c->state == CS_CONTENT;
 }
 
-/* RFC 5321 4.5.2 transparency and 2.3.8 line ends: every LF and every bare CR
- * ends a line with CRLF; a line starting with "." gets another ".". */
-void smtp_client_content(struct smtp_client *c, const uint8_t *p, size_t n)
+/* RFC 5321 2.3.8 line ends: every LF and every bare CR ends a line with
+ * CRLF; with stuff (DATA, RFC 5321 4.5.2 transparency) a line starting with
+ * "." gets another ".". Appends to dst. */
+static void encode(struct smtp_client *c, struct buf *dst, const uint8_t *p, size_t n, bool stuff)
 {
-	ASSERT(c->state == CS_CONTENT);
 	size_t i = 0;
 	while (i < n) {
 		if (c->pending_cr) {
 			c->pending_cr = false;
-			buf_xappend(&c->out, "\r\n", 2);
+			buf_xappend(dst, "\r\n", 2);
 			c->bol = true;
 			if (p[i] == '\n') {
 				i++;
@@ -836,32 +898,78 @@ void smtp_client_content(struct smtp_client *c, const uint8_t *p, size_t n)
 			continue;
 		}
 		if (ch == '\n') {
-			buf_xappend(&c->out, "\r\n", 2);
+			buf_xappend(dst, "\r\n", 2);
 			c->bol = true;
 			i++;
 			continue;
 		}
-		if (c->bol && ch == '.')
-			buf_xappend(&c->out, ".", 1);
+		if (stuff && c->bol && ch == '.')
+			buf_xappend(dst, ".", 1);
 		/* copy the run of ordinary octets up to the next CR or LF */
 		size_t s = i;
 		while (i < n && p[i] != '\r' && p[i] != '\n')
 			i++;
-		buf_xappend(&c->out, p + s, i - s);
+		buf_xappend(dst, p + s, i - s);
 		c->bol = false;
+	}
+}
+
+/* A last line without its LF gets its CRLF, as DATA requires. */
+static void encode_end(struct smtp_client *c, struct buf *dst)
+{
+	if (c->pending_cr || !c->bol)
+		buf_xappend(dst, "\r\n", 2);
+	c->pending_cr = false;
+	c->bol = true;
+}
+
+/* RFC 3030 2: "BDAT" SP chunk-size [SP "LAST"] CRLF, then exactly that many octets. */
+static void bdat_send(struct smtp_client *c, size_t n, bool last)
+{
+	send_cmd(c, last ? CC_BDAT_LAST : CC_BDAT, 0, "BDAT %zu%s", n, last ? " LAST" : "");
+	buf_xappend(&c->out, c->chunk.data, n);
+	buf_consume(&c->chunk, n);
+}
+
+void smtp_client_content(struct smtp_client *c, const uint8_t *p, size_t n)
+{
+	ASSERT(c->state == CS_CONTENT);
+	struct cmsg *m = c->msg;
+	if (!m->bdat) {
+		encode(c, &c->out, p, n, true);
+		return;
+	}
+	if (m->bdat_failed)
+		return;
+	/* encode at most one chunk's worth at a time so memory stays bounded */
+	while (n > 0) {
+		size_t k = n < SMTP_CLIENT_BDAT_CHUNK ? n : SMTP_CLIENT_BDAT_CHUNK;
+		encode(c, &c->chunk, p, k, false);
+		p += k;
+		n -= k;
+		while (c->chunk.len >= SMTP_CLIENT_BDAT_CHUNK)
+			bdat_send(c, SMTP_CLIENT_BDAT_CHUNK, false);
 	}
 }
 
 void smtp_client_content_end(struct smtp_client *c)
 {
 	ASSERT(c->state == CS_CONTENT);
-	if (c->pending_cr || !c->bol)
-		buf_xappend(&c->out, "\r\n", 2); /* a last line without its LF */
-	c->pending_cr = false;
-	c->bol = true;
-	buf_xappend(&c->out, ".\r\n", 3);
-	pq_push(c, CC_DOT, 0);
+	struct cmsg *m = c->msg;
 	c->state = CS_MSG;
+	if (!m->bdat) {
+		encode_end(c, &c->out);
+		buf_xappend(&c->out, ".\r\n", 3);
+		pq_push(c, CC_DOT, 0);
+		return;
+	}
+	m->content_ended = true;
+	if (!m->bdat_failed) {
+		encode_end(c, &c->chunk);
+		bdat_send(c, c->chunk.len, true);
+	} else if (c->pq_n == 0) {
+		msg_finish(c); /* every chunk's reply is in */
+	}
 }
 
 /* ---- engine ---------------------------------------------------------------- */
@@ -875,6 +983,7 @@ struct smtp_client *smtp_client_new(const struct smtp_client_settings *set,
 	c->ops = ops;
 	c->ctx = ctx;
 	buf_init(&c->out, 0);
+	buf_init(&c->chunk, 0);
 	smtp_reply_reader_init(&c->rd, &set->limits);
 	c->tls = set->tls_active;
 	c->state = CS_SETUP;
@@ -890,6 +999,7 @@ void smtp_client_free(struct smtp_client **cp)
 	msg_free(&c->msg);
 	free(c->refuse_text);
 	buf_deinit(&c->out);
+	buf_deinit(&c->chunk);
 	smtp_reply_reader_deinit(&c->rd);
 	free(c->pq);
 	free(c);
@@ -989,6 +1099,10 @@ static const char *waiting_for(const struct smtp_client *c)
 	case CC_DOT:
 	case CC_DOT_IGNORE:
 		return "end of data";
+	case CC_BDAT:
+		return "BDAT";
+	case CC_BDAT_LAST:
+		return "BDAT LAST";
 	case CC_QUIT:
 		return "QUIT";
 	}
@@ -1037,8 +1151,11 @@ unsigned smtp_client_timeout_secs(const struct smtp_client *c)
 	switch (c->pq[c->pq_head].cmd) {
 	case CC_DATA:
 		return 2 * 60; /* 4.5.3.2.4 */
+	case CC_BDAT:
+		return 3 * 60; /* like a data block */
 	case CC_DOT:
 	case CC_DOT_IGNORE:
+	case CC_BDAT_LAST:
 		return 10 * 60; /* 4.5.3.2.6 */
 	default:
 		return 5 * 60; /* 4.5.3.2.1-3: greeting, MAIL, RCPT */

@@ -25,8 +25,9 @@
  * Content is supplied by the caller in storage form (LF line endings, as Tern
  * stores messages), in chunks of any size, after content_wanted(): the engine
  * converts LF (and a bare CR) to CRLF, dot-stuffs (RFC 5321 4.5.2) and ends
- * with CRLF.CRLF, never holding more than the chunk it was given. The
- * caller paces it by the size of smtp_client_output().
+ * with CRLF.CRLF, never holding more than the chunk it was given (with
+ * BDAT, RFC 3030, less than 64 KiB more). The caller paces it by the size of
+ * smtp_client_output().
  *
  * Driving it through io/conn.c (struct proto_session_ops): feed, want and
  * output map directly; tls_started -> smtp_client_tls_started(); timeout ->
@@ -154,7 +155,10 @@ struct smtp_client_settings {
 	 * succeed before any message; only under TLS unless auth_plaintext. */
 	const char *auth_user, *auth_pass;
 	bool auth_plaintext;
-	bool no_pipelining;		 /* never pipeline even if offered */
+	bool no_pipelining; /* never pipeline even if offered */
+	/* Send content with BDAT (RFC 3030) when the peer offers CHUNKING and
+	 * PIPELINING: no dot-stuffing, 64 KiB chunks. Off: always DATA. */
+	bool chunking;
 	struct smtp_reply_limits limits; /* 0 fields: defaults */
 };
 
