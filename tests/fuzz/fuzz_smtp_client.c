@@ -131,6 +131,8 @@ static void f_failed(void *ctx, struct smtp_client *c, const struct smtp_client_
 {
 	struct fstub *f = ctx;
 	check_result(r);
+	if (r->status == SMTP_CLIENT_OK)
+		abort();
 	if (f->failed++ || f->in_msg || smtp_client_want(c) != PROTO_WANT_CLOSE)
 		abort();
 }

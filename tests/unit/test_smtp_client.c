@@ -1417,6 +1417,30 @@ static void t_malformed(void **state)
 		};
 		run_all_modes(&sc);
 	}
+	/* a success code where another was due is still a failure */
+	static const char *const steps_250[] = {"S:250 2.0.0 hello\r\n", "C:QUIT\r\n", NULL};
+	static const struct scenario s250 = {
+	    .name = "greeting_250",
+	    .steps = steps_250,
+	    .log = "failed TEMP CONNECT 250 2.0.0 2.0.0 hello\n",
+	    .want_end = PROTO_WANT_CLOSE,
+	};
+	run_all_modes(&s250);
+	static const char *const steps_auth250[] = {GREET,
+						    EHLO,
+						    "S:250-relay.test\r\n250 AUTH PLAIN\r\n",
+						    "C:AUTH PLAIN AHVzZXIAc2VjcmV0\r\n",
+						    "S:250 whatever\r\n",
+						    "C:QUIT\r\n",
+						    NULL};
+	static const struct scenario sauth = {
+	    .name = "auth_250",
+	    .set = {.tls_active = true, .auth_user = "user", .auth_pass = "secret"},
+	    .steps = steps_auth250,
+	    .log = "failed TEMP CONNECT 250 - whatever\n",
+	    .want_end = PROTO_WANT_CLOSE,
+	};
+	run_all_modes(&sauth);
 	/* over-long line and too many lines (limits lowered), during a message */
 	static const char *const steps_long[] = {
 	    GREET,

@@ -297,7 +297,9 @@ static void protocol_error(struct smtp_client *c, const char *what)
 /* Failure carried by a reply (setup refused, 421, ...). */
 static void conn_fail_reply(struct smtp_client *c, const struct smtp_reply *r, bool quit)
 {
-	conn_fail(c, status_of(r->code), r->code, r->esc, r->text, quit);
+	/* a 2xx where another code was due (a greeting of 250) is no success */
+	enum smtp_client_status st = status_of(r->code);
+	conn_fail(c, st == SMTP_CLIENT_OK ? SMTP_CLIENT_TEMP : st, r->code, r->esc, r->text, quit);
 }
 
 static void conn_fail_local(struct smtp_client *c, const char *esc, const char *text)
