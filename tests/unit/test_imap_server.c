@@ -1,0 +1,554 @@
+/* SPDX-License-Identifier: MIT */
+/* The IMAP engine against a fake in-memory mailbox application
+ * (imap_fake.h): the seed's first session without FETCH/STORE, capability
+ * variants, LOGIN/AUTHENTICATE (PLAIN with SASL-IR through auth/sasl),
+ * literals (synchronising, LITERAL+, TOOBIG before data), APPEND streaming
+ * and MULTIAPPEND, LIST variants, STATUS, SELECT rev1 vs rev2, COPY/MOVE
+ * with COPYUID, IDLE with a pushed update, STARTTLS injection, EXAMINE
+ * refusing writes, the error bound. Transcripts are replayed whole, byte by
+ * byte, in random splits and with every verdict PENDING, with identical
+ * output. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "proto/imap/imap_int.h"
+#include "imap_fake.h"
+
+enum mode { M_WHOLE, M_BYTE, M_RANDOM, M_ASYNC, M_COUNT };
+
+struct run_opts {
+	bool plaintext;
+	bool starttls;
+	bool literal_plus;
+	uint64_t append_limit;
+	void (*poke)(struct fake *f, struct imap_server *s, size_t off); /* after each feed */
+};
+
+static unsigned rnd_state = 12345;
+static unsigned rnd(void)
+{
+	rnd_state = rnd_state * 1103515245u + 12345u;
+	return (rnd_state >> 16) & 0x7fff;
+}
+
+/* Runs a client transcript; returns the server output (malloc'd). */
+static char *run_n(const struct run_opts *o, const char *in, size_t len, enum mode m,
+		   struct fake *f)
+{
+	struct imap_server_settings set = { 0 };
+	set.plaintext_auth = o->plaintext;
+	set.starttls_offered = o->starttls;
+	set.literal_plus = o->literal_plus;
+	set.append_limit = o->append_limit;
+	fk_init(f);
+	f->async = m == M_ASYNC;
+	struct imap_server *s = imap_server_new(&set, &fk_ops, f);
+	f->s = s;
+	imap_server_start(s);
+	size_t off = 0, avail = 0;
+	struct buf out;
+	buf_init(&out, 0);
+	for (int guard = 0; guard < 1000000; guard++) {
+		struct buf *ob = imap_server_output(s);
+		buf_xappend(&out, ob->data, ob->len);
+		buf_consume(ob, ob->len);
+		if (f->has_pend) {
+			f->has_pend = false;
+			imap_server_resume(s, f->pend_v);
+			continue;
+		}
+		enum proto_want w = imap_server_want(s);
+		if (w == PROTO_WANT_CLOSE)
+			break;
+		if (w == PROTO_WANT_STARTTLS) {
+			off = avail; /* unread plaintext is dropped */
+			imap_server_tls_started(s);
+			continue;
+		}
+		if (off == avail) {
+			if (avail == len)
+				break;
+			size_t step = m == M_WHOLE || m == M_ASYNC ? len
+				      : m == M_BYTE		  ? 1
+								  : 1 + rnd() % 17;
+			avail = avail + step > len ? len : avail + step;
+		}
+		size_t used = imap_server_feed(s, (const uint8_t *)in + off, avail - off);
+		off += used;
+		if (o->poke)
+			o->poke(f, s, off);
+		if (used == 0 && !f->has_pend && imap_server_want(s) == PROTO_WANT_READ) {
+			if (avail == len)
+				break;
+			avail++;
+		}
+	}
+	struct buf *ob = imap_server_output(s);
+	buf_xappend(&out, ob->data, ob->len);
+	imap_server_free(&s);
+	char *r = xstrndup((const char *)out.data, out.len);
+	buf_deinit(&out);
+	return r;
+}
+
+static char *run(const struct run_opts *o, const char *in, enum mode m, struct fake *f)
+{
+	return run_n(o, in, strlen(in), m, f);
+}
+
+/* Same output in every mode; returns the whole-mode output. */
+static char *run_all_n(const struct run_opts *o, const char *in, size_t len, struct fake *f)
+{
+	char *ref = run_n(o, in, len, M_WHOLE, f);
+	for (int m = M_BYTE; m < M_COUNT; m++) {
+		struct fake g;
+		for (int rep = 0; rep < (m == M_RANDOM ? 20 : 1); rep++) {
+			char *x = run_n(o, in, len, (enum mode)m, &g);
+			if (strcmp(ref, x) != 0)
+				fprintf(stderr, "mode %d differs:\n--- whole\n%s--- this\n%s", m, ref, x);
+			assert_string_equal(ref, x);
+			free(x);
+		}
+	}
+	return ref;
+}
+
+static char *run_all(const struct run_opts *o, const char *in, struct fake *f)
+{
+	return run_all_n(o, in, strlen(in), f);
+}
+
+static const struct run_opts plain = { .plaintext = true };
+
+#define CAPS_PRE "CAPABILITY IMAP4rev1 IMAP4rev2 AUTH=PLAIN AUTH=LOGIN AUTH=SCRAM-SHA-256 SASL-IR LITERAL- ID ENABLE IDLE"
+#define CAPS_POST                                                                                  \
+	"CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL- ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT "  \
+	"CHILDREN SPECIAL-USE LIST-EXTENDED LIST-STATUS MULTIAPPEND STATUS=SIZE "                  \
+	"APPENDLIMIT=67108864 UTF8=ACCEPT ESEARCH BINARY"
+
+static const char seed_in[] = "a001 LOGIN fred secret\r\n"
+			      "a002 SELECT INBOX\r\n"
+			      "a003 EXPUNGE\r\n"
+			      "a004 LOGOUT\r\n";
+static const char seed_out[] =
+	"* OK [" CAPS_PRE "] Tern IMAP server ready\r\n"
+	"a001 OK [" CAPS_POST "] Logged in\r\n"
+	"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded Work)\r\n"
+	"* 19 EXISTS\r\n"
+	"* 2 RECENT\r\n"
+	"* OK [UNSEEN 17] First unseen\r\n"
+	"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded Work \\*)] Flags permitted\r\n"
+	"* OK [UIDVALIDITY 1000] UIDs valid\r\n"
+	"* OK [UIDNEXT 20] Predicted next UID\r\n"
+	"a002 OK [READ-WRITE] SELECT completed\r\n"
+	"* 8 EXPUNGE\r\n"
+	"a003 OK EXPUNGE completed\r\n"
+	"* BYE Logging out\r\n"
+	"a004 OK Logout completed\r\n";
+
+static void test_seed_session(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain, seed_in, &f);
+	assert_string_equal(out, seed_out);
+	assert_int_equal(f.box[0].n, 18);
+	assert_int_equal(f.unselects, 1);
+	free(out);
+}
+
+static void test_table_sorted(void **state)
+{
+	(void)state;
+	size_t n;
+	const struct imap_cmd *t = imap_cmd_table(&n);
+	for (size_t i = 1; i < n; i++)
+		assert_true(strcmp(t[i - 1].name, t[i].name) < 0);
+	assert_non_null(imap_cmd_find("IDLE"));
+	assert_null(imap_cmd_find("FETCH")); /* not wired yet */
+}
+
+static bool has(const char *out, const char *needle)
+{
+	if (!strstr(out, needle)) {
+		fprintf(stderr, "missing: %s\nin:\n%s", needle, out);
+		return false;
+	}
+	return true;
+}
+
+static void test_capabilities(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct run_opts o = { .starttls = true };
+	char *out = run_all(&o, "a CAPABILITY\r\nb LOGIN fred secret\r\n", &f);
+	assert_true(has(out, "* CAPABILITY IMAP4rev1 IMAP4rev2 STARTTLS LOGINDISABLED "
+			     "AUTH=SCRAM-SHA-256 SASL-IR LITERAL- ID ENABLE IDLE\r\n"));
+	assert_true(has(out, "b NO [PRIVACYREQUIRED]"));
+	assert_null(strstr(out, "AUTH=PLAIN"));
+	free(out);
+	o.literal_plus = true;
+	o.plaintext = true;
+	o.starttls = false;
+	o.append_limit = 1000;
+	out = run_all(&o, "a LOGIN fred secret\r\nb CAPABILITY\r\n", &f);
+	assert_true(has(out, "LITERAL+"));
+	assert_true(has(out, "APPENDLIMIT=1000"));
+	assert_null(strstr(out, "STARTTLS"));
+	free(out);
+}
+
+static void test_login_failures(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred wrong\r\nb LOGIN fred wrong\r\nc LOGIN fred wrong\r\n"
+			    "d LOGIN fred secret\r\n",
+			    &f);
+	assert_true(has(out, "a NO [AUTHENTICATIONFAILED]"));
+	assert_true(has(out, "* BYE Too many authentication failures\r\n"));
+	assert_null(strstr(out, "d OK"));
+	free(out);
+}
+
+static void test_authenticate_plain(void **state)
+{
+	(void)state;
+	struct fake f;
+	/* "\0fred\0secret" */
+	char *out = run_all(&plain,
+			    "a AUTHENTICATE PLAIN AGZyZWQAc2VjcmV0\r\n"
+			    "b SELECT INBOX\r\n",
+			    &f);
+	assert_true(has(out, "a OK [CAPABILITY"));
+	assert_true(has(out, "b OK [READ-WRITE]"));
+	free(out);
+	out = run_all(&plain, "a AUTHENTICATE PLAIN\r\nAGZyZWQAc2VjcmV0\r\nb NOOP\r\n", &f);
+	assert_true(has(out, "+ \r\n"));
+	assert_true(has(out, "a OK [CAPABILITY"));
+	assert_true(has(out, "b OK NOOP"));
+	free(out);
+	out = run_all(&plain, "a AUTHENTICATE PLAIN\r\n*\r\nb AUTHENTICATE X\r\n", &f);
+	assert_true(has(out, "a BAD Authentication cancelled"));
+	assert_true(has(out, "b NO [CANNOT]"));
+	free(out);
+	out = run_all(&plain, "a AUTHENTICATE PLAIN AGZyZWQAd3Jvbmc=\r\n", &f);
+	assert_true(has(out, "a NO [AUTHENTICATIONFAILED]"));
+	free(out);
+	/* SCRAM: the server-first challenge comes back, a bad proof fails */
+	out = run(&plain,
+		      "a AUTHENTICATE SCRAM-SHA-256 biwsbj1mcmVkLHI9ck9wck5HZndFYmVSV2diTkVrcU8=\r\n"
+		      "Yz1iaXdzLHI9ck9wck5HZndFYmVSV2diTkVrcU8scD1kSHpiWmFwV0lrNGpVaE4rVXRlOXl0YWc5empmTUhnc3FtbWl6N0FuZFZRPQ==\r\n",
+		      M_WHOLE, &f);
+	assert_true(has(out, "+ cj1yT3By"));
+	assert_true(has(out, "a NO [AUTHENTICATIONFAILED]"));
+	free(out);
+}
+
+static void test_literals(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain, "a LOGIN {4}\r\nfred {6}\r\nsecret\r\n", &f);
+	assert_true(has(out, "+ Ready for literal data\r\n+ Ready for literal data\r\na OK"));
+	free(out);
+	/* LITERAL-: {n+} up to 4096 */
+	out = run_all(&plain, "a LOGIN {4+}\r\nfred secret\r\nb LOGIN {5000+}\r\n", &f);
+	assert_true(has(out, "a OK"));
+	assert_true(has(out, "TOOBIG"));
+	free(out);
+	/* TOOBIG before any data for a synchronising literal over the limit */
+	out = run_all(&plain, "a LOGIN fred secret\r\nb LOGIN {999999}\r\nc NOOP\r\n", &f);
+	assert_true(has(out, "b NO [TOOBIG]"));
+	assert_true(has(out, "c OK"));
+	assert_null(strstr(out, "+ Ready"));
+	free(out);
+}
+
+static void test_append(void **state)
+{
+	(void)state;
+	struct fake f;
+	static const char ap_in[] = "a LOGIN fred secret\r\n"
+			    "b APPEND Sent (\\Seen) \" 7-Feb-1994 21:52:25 -0800\" {11}\r\nHello world\r\n"
+			    "c APPEND Sent {3}\r\nabc (\\Draft) {2}\r\nxy\r\n"
+			    "d APPEND Nope {5}\r\n"
+			    "e APPEND Sent ~{3}\r\na\0b\r\n"
+			    "f APPEND Sent {2}\r\na\0\r\n"
+			    "g NOOP\r\n";
+	char *out = run_all_n(&plain, ap_in, sizeof ap_in - 1, &f);
+	assert_true(has(out, "+ Ready for literal data\r\nb OK [APPENDUID 1001 1] APPEND completed"));
+	assert_true(has(out, "c OK [APPENDUID 1001 2:3] APPEND completed"));
+	assert_true(has(out, "d NO [TRYCREATE]"));
+	assert_true(has(out, "e OK [APPENDUID 1001 4]"));
+	assert_true(has(out, "f BAD"));
+	assert_true(has(out, "g OK"));
+	free(out);
+	assert_int_equal(f.box[1].n, 4);
+	/* APPENDLIMIT: TOOBIG before the data; the selected mailbox sees EXISTS */
+	struct run_opts o = { .plaintext = true, .append_limit = 10, .literal_plus = true };
+	out = run_all(&o,
+		      "a LOGIN fred secret\r\nb APPEND INBOX {11}\r\nc SELECT INBOX\r\n"
+		      "d APPEND INBOX {3+}\r\nabc\r\n",
+		      &f);
+	assert_true(has(out, "b NO [TOOBIG]"));
+	assert_true(has(out, "* 20 EXISTS\r\n* 1 RECENT\r\nd OK [APPENDUID 1000 20]"));
+	free(out);
+}
+
+static void test_list(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred secret\r\n"
+			    "b LIST \"\" \"\"\r\n"
+			    "c LIST \"\" %\r\n"
+			    "d LIST \"\" Lists/%\r\n"
+			    "e LIST (SUBSCRIBED) \"\" *\r\n"
+			    "f LIST (SPECIAL-USE) \"\" *\r\n"
+			    "g LIST \"\" (INBOX Sent) RETURN (STATUS (MESSAGES UNSEEN))\r\n"
+			    "h LSUB \"\" *\r\n"
+			    "i LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %\r\n"
+			    "j LIST (RECURSIVEMATCH) \"\" %\r\n"
+			    "k LIST \"\" inbox\r\n",
+			    &f);
+	assert_true(has(out, "* LIST (\\Noselect) \"/\" \"\"\r\nb OK"));
+	assert_true(has(out, "* LIST (\\HasNoChildren) \"/\" INBOX\r\n"
+			     "* LIST (\\Noselect \\HasChildren) \"/\" Lists\r\n"
+			     "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n"
+			     "* LIST (\\HasNoChildren \\Trash) \"/\" Trash\r\nc OK"));
+	assert_true(has(out, "* LIST (\\HasNoChildren) \"/\" Lists/a\r\n"
+			     "* LIST (\\HasNoChildren) \"/\" Lists/b\r\nd OK"));
+	assert_true(has(out, "* LIST (\\HasNoChildren \\Subscribed) \"/\" Lists/a\r\n"
+			     "* LIST (\\HasNoChildren \\Subscribed \\Sent) \"/\" Sent\r\n"));
+	assert_null(strstr(out, "\\Subscribed) \"/\" Lists/b"));
+	assert_true(has(out, "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n"
+			     "* LIST (\\HasNoChildren \\Trash) \"/\" Trash\r\nf OK"));
+	assert_true(has(out, "* STATUS INBOX (MESSAGES 19 UNSEEN 3)\r\n"));
+	assert_true(has(out, "* STATUS Sent (MESSAGES 0 UNSEEN 0)\r\ng OK"));
+	assert_true(has(out, "* LSUB () \"/\" Lists/a\r\n"));
+	assert_true(has(out, "* LIST (\\Noselect \\HasChildren) \"/\" Lists (\"CHILDINFO\" (\"SUBSCRIBED\"))\r\n"));
+	assert_true(has(out, "j BAD"));
+	assert_true(has(out, "* LIST (\\HasNoChildren) \"/\" INBOX\r\nk OK"));
+	free(out);
+}
+
+static void test_mailbox_names(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred secret\r\n"
+			    "b CREATE Entw&APw-rfe\r\n"
+			    "c LIST \"\" Entw*\r\n"
+			    "d ENABLE UTF8=ACCEPT\r\n"
+			    "e LIST \"\" Entw*\r\n"
+			    "f CREATE ../etc\r\n"
+			    "g CREATE /abs\r\n"
+			    "h CREATE Sent\r\n"
+			    "i RENAME \"Entwürfe\" Drafts\r\n"
+			    "j DELETE Drafts\r\n"
+			    "k DELETE INBOX\r\n"
+			    "l SUBSCRIBE Nope\r\n",
+			    &f);
+	assert_true(has(out, "b OK CREATE"));
+	assert_true(has(out, "* LIST (\\HasNoChildren) \"/\" Entw&APw-rfe\r\nc OK"));
+	assert_true(has(out, "* ENABLED UTF8=ACCEPT\r\n"));
+	assert_true(has(out, "* LIST (\\HasNoChildren) \"/\" \"Entwürfe\"\r\ne OK"));
+	assert_true(has(out, "f NO [CANNOT]"));
+	assert_true(has(out, "g NO [CANNOT]"));
+	assert_true(has(out, "h NO [ALREADYEXISTS]"));
+	assert_true(has(out, "i OK RENAME"));
+	assert_true(has(out, "j OK DELETE"));
+	assert_true(has(out, "k NO [CANNOT]"));
+	assert_true(has(out, "l NO [NONEXISTENT]"));
+	free(out);
+	char *n = imap_mailbox_from_wire("inbox/x", 7, false);
+	assert_string_equal(n, "INBOX/x");
+	free(n);
+	assert_null(imap_mailbox_from_wire("a//b", 4, false));
+	assert_null(imap_mailbox_from_wire("a/..", 4, true));
+	assert_null(imap_mailbox_from_wire("a\x01", 2, true));
+}
+
+static void test_status(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred secret\r\n"
+			    "b STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN DELETED SIZE RECENT)\r\n"
+			    "c STATUS Nope (MESSAGES)\r\n"
+			    "d STATUS INBOX (BOGUS)\r\n",
+			    &f);
+	assert_true(has(out, "* STATUS INBOX (MESSAGES 19 RECENT 0 UIDNEXT 20 UIDVALIDITY 1000 "
+			     "UNSEEN 3 DELETED 1 SIZE 1900)\r\nb OK"));
+	assert_true(has(out, "c NO [NONEXISTENT]"));
+	assert_true(has(out, "d BAD"));
+	free(out);
+}
+
+static void test_select_rev2(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred secret\r\n"
+			    "b ENABLE IMAP4rev2\r\n"
+			    "c SELECT Sent\r\n"
+			    "d EXAMINE INBOX\r\n"
+			    "e EXPUNGE\r\n"
+			    "f MOVE 1 Trash\r\n"
+			    "g SELECT Nope\r\n"
+			    "h CLOSE\r\n",
+			    &f);
+	assert_true(has(out, "* ENABLED IMAP4rev2\r\n"));
+	assert_true(has(out, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Forwarded Work)\r\n"
+			     "* 0 EXISTS\r\n"
+			     "* LIST (\\HasNoChildren \\Sent) \"/\" Sent\r\n"
+			     "* OK [PERMANENTFLAGS"));
+	assert_null(strstr(out, "RECENT"));
+	assert_true(has(out, "* OK [CLOSED]"));
+	assert_true(has(out, "* OK [PERMANENTFLAGS ()] Flags permitted\r\n"));
+	assert_true(has(out, "d OK [READ-ONLY] EXAMINE completed"));
+	assert_true(has(out, "e NO [READ-ONLY]"));
+	assert_true(has(out, "f NO [READ-ONLY]"));
+	assert_true(has(out, "g NO [NONEXISTENT]"));
+	assert_true(has(out, "h BAD No mailbox selected"));
+	free(out);
+	assert_int_equal(f.box[0].n, 19);
+}
+
+static void test_copy_move(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred secret\r\n"
+			    "b SELECT INBOX\r\n"
+			    "c COPY 2:4 Trash\r\n"
+			    "d UID COPY 5,7 Nope\r\n"
+			    "e MOVE 1,3 Trash\r\n"
+			    "f UID MOVE 19 Sent\r\n"
+			    "g COPY 99 Trash\r\n"
+			    "h UID EXPUNGE 1:7\r\n"
+			    "i UID EXPUNGE 8\r\n"
+			    "j NOOP\r\n",
+			    &f);
+	assert_true(has(out, "c OK [COPYUID 1002 2:4 1:3] COPY completed"));
+	assert_true(has(out, "d NO [TRYCREATE]"));
+	assert_true(has(out, "* OK [COPYUID 1002 1,3 4:5] Moved\r\n* 3 EXPUNGE\r\n* 1 EXPUNGE\r\ne OK MOVE"));
+	assert_true(has(out, "* OK [COPYUID 1001 19 1] Moved\r\n* 17 EXPUNGE\r\nf OK"));
+	assert_true(has(out, "g BAD"));
+	assert_true(has(out, "h OK EXPUNGE"));
+	assert_true(has(out, "* 6 EXPUNGE\r\ni OK"));
+	free(out);
+}
+
+/* IDLE: a delivery while idling is pushed at once. */
+static void poke_deliver(struct fake *f, struct imap_server *s, size_t off)
+{
+	(void)off;
+	if (f->sel >= 0 && s->idle && f->box[0].n == 19 && !f->has_pend) {
+		fk_msg(&f->box[0], 0);
+		imap_server_mailbox_changed(s);
+	}
+}
+
+static void test_idle(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct run_opts o = { .plaintext = true, .poke = poke_deliver };
+	/* byte by byte, so the delivery lands while idling */
+	char *out = run(&o,
+			"a LOGIN fred secret\r\nb SELECT INBOX\r\nc IDLE\r\nDONE\r\n"
+			"d IDLE\r\nnope\r\ne NOOP\r\n",
+			M_BYTE, &f);
+	assert_true(has(out, "+ idling\r\n* 20 EXISTS\r\n* 1 RECENT\r\nc OK IDLE terminated\r\n"));
+	assert_true(has(out, "d BAD Expected DONE"));
+	assert_true(has(out, "e OK NOOP"));
+	free(out);
+}
+
+static void test_starttls_injection(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct run_opts o = { .starttls = true };
+	char *out = run(&o, "a STARTTLS\r\nb LOGIN fred secret\r\n", M_WHOLE, &f);
+	assert_true(has(out, "a OK Begin TLS"));
+	assert_null(strstr(out, "b "));
+	free(out);
+	out = run(&o, "a STARTTLS\r\n", M_WHOLE, &f);
+	free(out);
+	out = run_all(&o, "a CAPABILITY\r\nb STARTTLS extra\r\n", &f);
+	assert_true(has(out, "b BAD"));
+	free(out);
+}
+
+static void test_error_bound(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct buf in;
+	buf_init(&in, 0);
+	for (int i = 0; i < 30; i++)
+		buf_xprintf(&in, "x%d FROB\r\n", i);
+	char *out = run_all(&plain, buf_cstr(&in), &f);
+	assert_true(has(out, "x19 BAD Unknown command\r\n* BYE Too many invalid commands\r\n"));
+	assert_null(strstr(out, "x20"));
+	free(out);
+	buf_deinit(&in);
+	out = run_all(&plain, "a FETCH 1 FLAGS\r\nb LOGIN fred secret\r\nc NOOP\r\n"
+			      "d ID (\"name\" \"x\")\r\ne NAMESPACE\r\nf LOGOUT x\r\n",
+		      &f);
+	assert_true(has(out, "a BAD Unknown command"));
+	assert_true(has(out, "* ID (\"name\" \"Tern\")\r\nd OK"));
+	assert_true(has(out, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\ne OK"));
+	assert_true(has(out, "f BAD"));
+	free(out);
+}
+
+static void test_helpers(void **state)
+{
+	(void)state;
+	assert_true(imap_list_match("*", 1, "a/b", 3));
+	assert_true(imap_list_match("%", 1, "ab", 2));
+	assert_false(imap_list_match("%", 1, "a/b", 3));
+	assert_true(imap_list_match("a/%", 3, "a/b", 3));
+	assert_true(imap_list_match("*b", 2, "a/b", 3));
+	assert_false(imap_list_match("a", 1, "ab", 2));
+	int64_t t;
+	int tz;
+	assert_int_equal(imap_parse_datetime(" 7-Feb-1994 21:52:25 -0800", 26, &t, &tz), 0);
+	assert_int_equal(t, 760686745);
+	assert_int_equal(tz, -480);
+	assert_int_equal(imap_parse_datetime("07-Foo-1994 21:52:25 -0800", 26, &t, &tz), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_seed_session),   cmocka_unit_test(test_table_sorted),
+		cmocka_unit_test(test_capabilities),   cmocka_unit_test(test_login_failures),
+		cmocka_unit_test(test_authenticate_plain), cmocka_unit_test(test_literals),
+		cmocka_unit_test(test_append),         cmocka_unit_test(test_list),
+		cmocka_unit_test(test_mailbox_names),  cmocka_unit_test(test_status),
+		cmocka_unit_test(test_select_rev2),    cmocka_unit_test(test_copy_move),
+		cmocka_unit_test(test_idle),           cmocka_unit_test(test_starttls_injection),
+		cmocka_unit_test(test_error_bound),    cmocka_unit_test(test_helpers),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
