@@ -519,10 +519,18 @@ void imap_server_resume(struct imap_server *s, enum imap_verdict v)
 	imap_resume_fn *fn = s->resume_fn;
 	s->resume_fn = NULL;
 	if (s->state == IS_LOGOUT) {
-		/* ended meanwhile (timeout): release what the app just gave */
-		if (v == IMAP_OK && s->ops->unselect && fn == NULL)
-			return;
+		/* ended meanwhile (timeout): give back a mailbox the app just
+		 * opened; drop results */
+		if (v == IMAP_OK && s->cmd && s->ops->unselect &&
+		    (s->cmd->fn == imap_cmd_select || s->cmd->fn == imap_cmd_examine) &&
+		    s->arg_name)
+			s->ops->unselect(s->ctx, s);
 		changes_free(&s->ch_res);
+		free(s->exp_res.uids);
+		free(s->copy_res.src);
+		free(s->copy_res.dst);
+		memset(&s->exp_res, 0, sizeof s->exp_res);
+		memset(&s->copy_res, 0, sizeof s->copy_res);
 		return;
 	}
 	imap_verdict(s, v, fn);
@@ -671,6 +679,7 @@ bool imap_arg_uids(struct imap_server *s, const struct imap_arg *a, bool uid,
 					 : (s->uidnext > 1 ? s->uidnext - 1 : 1))
 			    : (uint32_t)s->n_uids;
 	if (imap_seqset_parse(&set, p, n, star, uid ? 0 : IMAP_SEQSET_SEQ, NULL, 0, &err) < 0) {
+		imap_seqset_free(&set);
 		imap_bad(s, "%s", err ? err : "Invalid sequence set");
 		return false;
 	}
