@@ -1,16 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* POP3 role (RFC 1939): the application side of the I/O-free POP3 engine.
  *
- * Password and APOP checks run on io/jobs threads (yescrypt is slow on
- * purpose) with their own accounts handle; the answer comes back on the loop
- * thread, where a failure is held back by the shared throttle's delay for
- * that client address before the engine may reply. The maildrop (one
+ * Password and APOP checks go through daemon/login.c (job threads, the
+ * shared failed-login throttle and its delay). The maildrop (one
  * account's Maildir, locked for the session) is read synchronously: listing
  * uses the W= sizes in the file names, and RETR reads 64 KiB at a time only
  * when the engine's output has room.
  *
- * Lifetime: a session with a job or a throttle timer outstanding stays alive
- * after its connection closes and is freed when that finishes. */
+ * Lifetime: a session is freed when its connection closes; a login check
+ * still running is cancelled (it finishes on its own). */
 #include "daemon/role_pop3.h"
 
 #include <arpa/inet.h>
@@ -20,16 +18,15 @@
 #include <unistd.h>
 
 #include "auth/accounts.h"
-#include "auth/throttle.h"
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/util.h"
 #include "conf/config.h"
+#include "daemon/login.h"
 #include "daemon/server.h"
 #include "daemon/session.h"
 #include "io/conn.h"
 #include "io/evloop.h"
-#include "io/jobs.h"
 #include "proto/pop3/pop3_server.h"
 #include "store/maildir.h"
 #include "store/maildrop.h"
@@ -42,146 +39,53 @@ struct pop3_sess {
 	struct pop3_server_settings set;
 	struct maildrop *md;
 	int msg_fd;
-	char *user; /* canonical address after login */
-	bool job_pending;
-	struct ev_timer *delay; /* throttle delay before a failed login's answer */
-	bool conn_gone;
+	char *user;               /* canonical address after login */
+	struct login_req *login;  /* password/APOP check in flight */
+	struct ev_timer *delay;   /* throttle delay before a failed SCRAM's answer */
 	bool tls;
 	unsigned retrieved, deleted;
 };
-
-enum auth_kind { AUTH_PASSWORD, AUTH_APOP };
-
-struct auth_job {
-	struct pop3_sess *s;
-	enum auth_kind kind;
-	char *data_dir;
-	char *user, *secret, *timestamp; /* secret: password or APOP digest */
-	bool ok;
-	char *canon;
-};
-
-static void maybe_destroy(struct pop3_sess *s)
-{
-	if (s->conn_gone && !s->job_pending && !s->delay)
-		session_destroy(&s->base);
-}
-
-static void auth_job_run(void *ctx)
-{
-	struct auth_job *j = ctx;
-	char *err = NULL;
-	struct accounts *a = accounts_open(j->data_dir, &err);
-	if (!a) {
-		log_warnx("pop3 accounts_open(%s) failed: %s", j->data_dir, err ? err : "?");
-		free(err);
-		return;
-	}
-	if (j->kind == AUTH_PASSWORD)
-		j->ok = accounts_verify_password(a, j->user, j->secret);
-	else
-		j->ok = accounts_apop_verify(a, j->user, j->timestamp, j->secret);
-	if (j->ok && !accounts_user_exists(a, j->user, &j->canon))
-		j->ok = false;
-	accounts_close(&a);
-}
-
-static void auth_job_free(struct auth_job *j)
-{
-	if (j->secret) {
-		explicit_bzero(j->secret, strlen(j->secret));
-		free(j->secret);
-	}
-	free(j->user);
-	free(j->timestamp);
-	free(j->data_dir);
-	free(j->canon);
-	free(j);
-}
 
 static void delay_done(struct evloop *ev, void *ctx)
 {
 	struct pop3_sess *s = ctx;
 	(void)ev;
 	s->delay = NULL;
-	if (s->conn_gone) {
-		maybe_destroy(s);
-		return;
-	}
 	pop3_server_resume(s->eng, POP3_REJECTED);
 	conn_kick(s->base.conn);
 }
 
-static void auth_job_done(void *ctx)
+static void login_done(struct session *base, bool ok, char *canon)
 {
-	struct auth_job *j = ctx;
-	struct pop3_sess *s = j->s;
-	struct server *srv = s->base.srv;
-	s->job_pending = false;
-	char u[200];
-	log_escape(j->user, strlen(j->user), u, sizeof u);
-	if (j->ok) {
-		throttle_success(srv->throttle, s->base.peer);
-		free(s->user);
-		s->user = j->canon;
-		j->canon = NULL;
-		log_info("%s pop3 login user=%s method=%s client=%s", s->base.id, u,
-			 j->kind == AUTH_APOP ? "apop" : "password", s->base.peer);
-	} else {
-		throttle_failure(srv->throttle, s->base.peer, time_mono_ms());
-		log_info("%s pop3 login failed user=%s method=%s client=%s", s->base.id, u,
-			 j->kind == AUTH_APOP ? "apop" : "password", s->base.peer);
-	}
-	auth_job_free(j);
-	if (s->conn_gone) {
-		maybe_destroy(s);
-		return;
-	}
-	if (s->user) {
-		pop3_server_resume(s->eng, POP3_OK);
-		conn_kick(s->base.conn);
-		return;
-	}
-	/* RFC 1939 4 allows a delay after a failed PASS; it grows per client address */
-	unsigned delay = throttle_delay_ms(srv->throttle, s->base.peer, time_mono_ms());
-	if (delay) {
-		s->delay = ev_timer_add(srv->ev, delay, delay_done, s);
-		return;
-	}
-	pop3_server_resume(s->eng, POP3_REJECTED);
-	conn_kick(s->base.conn);
-}
-
-static enum pop3_verdict start_auth(struct pop3_sess *s, enum auth_kind kind, const char *user,
-				    const char *secret, const char *timestamp)
-{
-	struct auth_job *j = xcalloc(1, sizeof *j);
-	j->s = s;
-	j->kind = kind;
-	j->data_dir = xstrdup(s->base.cfg->data_dir);
-	j->user = xstrdup(user);
-	j->secret = xstrdup(secret);
-	j->timestamp = timestamp ? xstrdup(timestamp) : NULL;
+	struct pop3_sess *s = (struct pop3_sess *)base;
+	s->login = NULL;
 	free(s->user);
-	s->user = NULL;
-	s->job_pending = true;
-	jobs_submit(s->base.srv->jobs, auth_job_run, auth_job_done, j);
-	return POP3_PENDING;
+	s->user = ok ? canon : NULL;
+	if (!ok)
+		free(canon);
+	pop3_server_resume(s->eng, ok ? POP3_OK : POP3_REJECTED);
+	conn_kick(s->base.conn);
 }
 
 static enum pop3_verdict op_login(void *ctx, struct pop3_server *eng, const char *mech,
 				  const char *user, const char *password)
 {
+	struct pop3_sess *s = ctx;
 	(void)eng;
-	(void)mech;
-	return start_auth(ctx, AUTH_PASSWORD, user, password, NULL);
+	(void)mech; /* USER/PASS, AUTH PLAIN, AUTH LOGIN: all a password check */
+	s->login = login_start(&s->base, "pop3", LOGIN_PASSWORD, "password", user, password, NULL,
+			       login_done);
+	return POP3_PENDING;
 }
 
 static enum pop3_verdict op_apop(void *ctx, struct pop3_server *eng, const char *user,
 				 const char *timestamp, const char *digest)
 {
+	struct pop3_sess *s = ctx;
 	(void)eng;
-	return start_auth(ctx, AUTH_APOP, user, digest, timestamp);
+	s->login = login_start(&s->base, "pop3", LOGIN_APOP, "apop", user, digest, timestamp,
+			       login_done);
+	return POP3_PENDING;
 }
 
 static bool op_scram_creds(void *ctx, const char *user, struct scram_creds *c)
@@ -196,27 +100,17 @@ static enum pop3_verdict op_sasl_done(void *ctx, struct pop3_server *eng, const 
 				      const char *user, bool ok)
 {
 	struct pop3_sess *s = ctx;
-	struct server *srv = s->base.srv;
 	(void)eng;
-	char u[200], m[40];
-	log_escape(user, strlen(user), u, sizeof u);
-	log_escape(mech, strlen(mech), m, sizeof m);
+	unsigned delay = login_record(&s->base, "pop3", mech, user, ok);
 	if (ok) {
-		throttle_success(srv->throttle, s->base.peer);
 		free(s->user);
-		if (!accounts_user_exists(srv->accounts, user, &s->user))
+		if (!accounts_user_exists(s->base.srv->accounts, user, &s->user))
 			s->user = xstrdup(user);
-		log_info("%s pop3 login user=%s method=%s client=%s", s->base.id, u, m,
-			 s->base.peer);
 		return POP3_OK;
 	}
-	throttle_failure(srv->throttle, s->base.peer, time_mono_ms());
-	log_info("%s pop3 login failed user=%s method=%s client=%s", s->base.id, u, m,
-		 s->base.peer);
-	unsigned delay = throttle_delay_ms(srv->throttle, s->base.peer, time_mono_ms());
 	if (!delay)
 		return POP3_REJECTED;
-	s->delay = ev_timer_add(srv->ev, delay, delay_done, s);
+	s->delay = ev_timer_add(s->base.srv->ev, delay, delay_done, s);
 	return POP3_PENDING;
 }
 
@@ -395,15 +289,16 @@ static void sess_closed(void *p, const char *reason)
 		 s->base.id, s->base.peer, s->user ? s->user : "-", reason ? reason : "close",
 		 s->retrieved, s->deleted);
 	s->base.conn = NULL;
-	s->conn_gone = true;
-	if (s->delay)
-		ev_timer_del(s->base.srv->ev, &s->delay);
-	maybe_destroy(s);
+	session_destroy(&s->base);
 }
 
 static void pop3_sess_free(struct session *base)
 {
 	struct pop3_sess *s = (struct pop3_sess *)base;
+	/* a check still running on a job thread finishes without us */
+	login_cancel(&s->login);
+	if (s->delay)
+		ev_timer_del(s->base.srv->ev, &s->delay);
 	/* releases an open message and the maildrop lock; commits nothing */
 	pop3_server_free(&s->eng);
 	if (s->msg_fd >= 0)
