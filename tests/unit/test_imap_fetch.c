@@ -275,6 +275,22 @@ static void test_simple_items(void **state)
 	assert_string_equal((char *)all.data, "* 1 FETCH (MODSEQ (777))\r\n");
 	buf_deinit(&all);
 	imap_fetch_plan_free(&p);
+	/* a CONDSTORE-aware client gets MODSEQ with FLAGS (RFC 7162 3.1), also
+	 * with the FLAGS added after setting \Seen */
+	p = plan_of("(FLAGS UID)", false, &o);
+	assert_int_equal(render_all(p, &msg, false, 4096, &all), 0);
+	buf_xappend(&all, "", 1);
+	assert_string_equal((char *)all.data,
+			    "* 1 FETCH (FLAGS (\\Deleted \\Seen) UID 100 MODSEQ (777))\r\n");
+	buf_deinit(&all);
+	imap_fetch_plan_free(&p);
+	p = plan_of("BODY[TEXT]<0.5>", false, &o);
+	assert_int_equal(render_all(p, &msg, true, 4096, &all), 0);
+	buf_xappend(&all, "", 1);
+	assert_string_equal((char *)all.data, "* 1 FETCH (BODY[TEXT]<0> {5}\r\nHello "
+					      "FLAGS (\\Deleted \\Seen) MODSEQ (777))\r\n");
+	buf_deinit(&all);
+	imap_fetch_plan_free(&p);
 	/* cached strings are used as they are, without reading the file */
 	msg.envelope = "(CACHED-ENV)";
 	msg.bodystructure = "(CACHED-BS)";
@@ -520,6 +536,16 @@ static void test_binary(void **state)
 				   "BINARY[1]<1> ~{2}\r\n\1\2)\r\n";
 	assert_int_equal(got.len, sizeof want - 1);
 	assert_memory_equal(got.data, want, sizeof want - 1);
+	buf_deinit(&got);
+	imap_fetch_plan_free(&p);
+	/* BINARY[]: the whole message as it is, in wire form */
+	p = plan_of("BINARY.PEEK[]", false, NULL);
+	assert_int_equal(render_all(p, &msg, false, 1 << 20, &got), 0);
+	buf_xappend(&got, "", 1);
+	assert_string_equal((char *)got.data,
+			    "* 1 FETCH (BINARY[] {99}\r\nSubject: b\r\nContent-Type: "
+			    "application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+			    "\r\nAAECAw==\r\n)\r\n");
 	buf_deinit(&got);
 	imap_fetch_plan_free(&p);
 	imap_msg_release(&msg);

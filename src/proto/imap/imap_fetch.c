@@ -38,8 +38,8 @@ struct imap_fetch_plan {
 	struct item *items;
 	size_t n, cap;
 	bool sets_seen;
-	bool rev2, utf8;
-	bool has_flags;
+	bool rev2, utf8, condstore;
+	bool has_flags, has_modseq;
 	unsigned want;
 	uint64_t changedsince;
 };
@@ -285,6 +285,7 @@ int imap_fetch_parse(const struct imap_arg *args, size_t n_args, bool uid,
 	struct imap_fetch_plan *p = xcalloc(1, sizeof *p);
 	p->rev2 = o->rev2;
 	p->utf8 = o->utf8 || o->rev2;
+	p->condstore = o->condstore;
 	const struct imap_arg *a = &args[0];
 	const struct imap_arg *l;
 	size_t ln;
@@ -317,6 +318,10 @@ int imap_fetch_parse(const struct imap_arg *args, size_t n_args, bool uid,
 		imap_fetch_plan_free(&p);
 		return -1;
 	}
+	/* RFC 7162 3.1: a CONDSTORE-aware client gets MODSEQ with FLAGS */
+	if (o->condstore && p->has_flags && !plan_has(p, IT_MODSEQ))
+		plan_add(p, IT_MODSEQ, "MODSEQ");
+	p->has_modseq = plan_has(p, IT_MODSEQ);
 	/* a UID asked for explicitly after the implied one is answered once */
 	if (uid) {
 		for (size_t i = 1; i < p->n; i++)
@@ -497,7 +502,19 @@ int imap_fetch_render_begin(struct imap_fetch_render *r, const struct imap_fetch
 		} else {
 			struct buf raw = BUF_INIT(0);
 			rc = read_range(msg, pr->sb.range.off, pr->sb.range.len, &raw);
-			if (rc == 0) {
+			if (rc == 0 && it->sec->n_num == 0) {
+				/* BINARY[]: the whole message has no transfer
+				 * encoding of its own (RFC 3516 4.1 decodes a
+				 * part's body); sent as is, literal8 if it
+				 * holds NUL */
+				struct mime_wire w;
+				mime_wire_init(&w, 0, 0, UINT64_MAX);
+				w.nul_0x80 = false;
+				pr->data.max = IMAP_FETCH_MAX_MEM;
+				rc = mime_wire_feed(&w, raw.data, raw.len, &pr->data) < 0 ? -2 : 0;
+				pr->literal8 = pr->data.len &&
+					       memchr(pr->data.data, 0, pr->data.len) != NULL;
+			} else if (rc == 0) {
 				pr->data.max = IMAP_FETCH_MAX_MEM;
 				int d = mime_binary_decode(&m->parts[pr->sb.part], raw.data, raw.len,
 							   &pr->data);
@@ -691,6 +708,9 @@ int imap_fetch_render(struct imap_fetch_render *r, struct buf *out, size_t high_
 					buf_xappend(out, " ", 1);
 				buf_xappend(out, "FLAGS ", 6);
 				imap_fetch_write_flags(r->msg_, p->rev2, out);
+				if (p->condstore && !p->has_modseq)
+					buf_xprintf(out, " MODSEQ (%llu)",
+						    (unsigned long long)r->msg_->modseq);
 			}
 			buf_xappend(out, ")\r\n", 3);
 			r->item_++;
