@@ -521,6 +521,53 @@ static void test_streaming(void **state)
 	buf_deinit(&raw);
 }
 
+/* Every high-water mark from 1 to past the end, on a corpus message with
+ * every kind of item: the resumed output is byte for byte the same, and
+ * each piece stops only once it reached the mark. */
+static void test_resume_every_position(void **state)
+{
+	(void)state;
+	char path[600];
+	snprintf(path, sizeof path, "%s/054-multipart_nested.eml", corpus_dir());
+	size_t n;
+	uint8_t *raw = slurp(path, &n);
+	assert_non_null(raw);
+	struct imap_msg msg;
+	struct mem mem;
+	msg_init(&msg, &mem, raw, n);
+	msg.flags = IMAP_MSGF_ANSWERED;
+	struct imap_fetch_plan *p = plan_of(
+		"(UID FLAGS ENVELOPE BODYSTRUCTURE BODY.PEEK[] BODY.PEEK[HEADER.FIELDS (From To)]<3.40> "
+		"BINARY.PEEK[1] BINARY.SIZE[1] BODY.PEEK[1]<5.30> RFC822.SIZE INTERNALDATE BODY)",
+		true, NULL);
+	struct buf ref = BUF_INIT(0);
+	assert_int_equal(render_all(p, &msg, true, SIZE_MAX, &ref), 0);
+	assert_true(ref.len > 1000);
+	for (size_t hw = 1; hw <= ref.len + 1; hw++) {
+		struct imap_fetch_render r;
+		const char *err;
+		assert_int_equal(imap_fetch_render_begin(&r, p, &msg, true, &err), 0);
+		struct buf out = BUF_INIT(0), all = BUF_INIT(0);
+		int rc;
+		while ((rc = imap_fetch_render(&r, &out, hw)) == 1) {
+			assert_true(out.len >= hw);
+			buf_xappend(&all, out.data, out.len);
+			buf_clear(&out);
+		}
+		assert_int_equal(rc, 0);
+		buf_xappend(&all, out.data, out.len);
+		imap_fetch_render_end(&r);
+		assert_int_equal(all.len, ref.len);
+		assert_memory_equal(all.data, ref.data, ref.len);
+		buf_deinit(&out);
+		buf_deinit(&all);
+	}
+	buf_deinit(&ref);
+	imap_fetch_plan_free(&p);
+	imap_msg_release(&msg);
+	free(raw);
+}
+
 static void test_binary(void **state)
 {
 	(void)state;
@@ -639,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_simple_items),
 		cmocka_unit_test(test_corpus),
 		cmocka_unit_test(test_streaming),
+		cmocka_unit_test(test_resume_every_position),
 		cmocka_unit_test(test_binary),
 		cmocka_unit_test(test_seed),
 	};

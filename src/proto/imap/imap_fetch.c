@@ -660,10 +660,7 @@ static int stream(struct imap_fetch_render *r, struct buf *out, size_t high_wate
 			return -1;
 		r->rpos_ += k;
 		size_t before = out->len;
-		size_t save_max = out->max;
-		out->max = 0;
 		int rc = mime_wire_feed(&r->wire_, r->chunk_, k, out);
-		out->max = save_max;
 		if (rc < 0)
 			return -1;
 		size_t got = out->len - before;
@@ -677,7 +674,20 @@ static int stream(struct imap_fetch_render *r, struct buf *out, size_t high_wate
 	return 0;
 }
 
+static int render_loop(struct imap_fetch_render *r, struct buf *out, size_t high_water);
+
 int imap_fetch_render(struct imap_fetch_render *r, struct buf *out, size_t high_water)
+{
+	/* our output is bounded by high_water, not by out's cap: the mime
+	 * writers honour max, so lift it while they run */
+	size_t save_max = out->max;
+	out->max = 0;
+	int rc = render_loop(r, out, high_water);
+	out->max = save_max;
+	return rc;
+}
+
+static int render_loop(struct imap_fetch_render *r, struct buf *out, size_t high_water)
 {
 	const struct imap_fetch_plan *p = r->plan_;
 	if (r->phase_ == 2)
