@@ -504,6 +504,35 @@ static void test_streaming(void **state)
 			buf_deinit(&got);
 			imap_fetch_plan_free(&p);
 		}
+	/* the same message stored with CRLF: partials start reading next to
+	 * the window instead of at the start of the message */
+	struct imap_msg cmsg;
+	struct mem cmem;
+	msg_init(&cmsg, &cmem, wire.data, wire.len);
+	for (size_t a = 0; a < sizeof offs / sizeof offs[0]; a++)
+		for (size_t b = 0; b < sizeof lens / sizeof lens[0]; b++) {
+			char items[64];
+			snprintf(items, sizeof items, "BODY.PEEK[]<%llu.%llu>",
+				 (unsigned long long)offs[a], (unsigned long long)lens[b]);
+			p = plan_of(items, false, NULL);
+			struct buf got = BUF_INIT(0);
+			cmem.reads = 0;
+			assert_int_equal(render_all(p, &cmsg, false, 1000, &got), 0);
+			uint64_t o = offs[a] > wire.len ? wire.len : offs[a];
+			uint64_t l = wire.len - o < lens[b] ? wire.len - o : lens[b];
+			if (lens[b] <= 65536)
+				assert_true(cmem.reads <= 3);
+			buf_clear(&want);
+			buf_xprintf(&want, "* 1 FETCH (BODY[]<%llu> {%llu}\r\n",
+				    (unsigned long long)offs[a], (unsigned long long)l);
+			buf_xappend(&want, wire.data + o, (size_t)l);
+			buf_xappend(&want, ")\r\n", 3);
+			assert_int_equal(got.len, want.len);
+			assert_memory_equal(got.data, want.data, want.len);
+			buf_deinit(&got);
+			imap_fetch_plan_free(&p);
+		}
+	imap_msg_release(&cmsg);
 	/* a file that shrank after the literal size was sent: fatal (-1) */
 	p = plan_of("BODY.PEEK[]", false, NULL);
 	assert_int_equal(imap_fetch_render_begin(&r, p, &msg, false, &err), 0);

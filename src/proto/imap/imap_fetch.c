@@ -638,7 +638,16 @@ static int render_item(struct imap_fetch_render *r, size_t i, struct buf *out)
 	r->rpos_ = pr->sb.range.off;
 	r->rend_ = pr->sb.range.off + pr->sb.range.len;
 	r->lit_left_ = wl;
-	mime_wire_init(&r->wire_, 0, it->po, it->pn);
+	if (it->po > 0 && pr->sb.range.wlen == pr->sb.range.len) {
+		/* no bare LF in the range: wire offsets are physical ones, so
+		 * start reading at the window; every LF there follows a CR,
+		 * so one at the window start must not become CRLF */
+		r->rpos_ += it->po;
+		mime_wire_init(&r->wire_, it->po, it->po, it->pn);
+		r->wire_.prev_cr = true;
+	} else {
+		mime_wire_init(&r->wire_, 0, it->po, it->pn);
+	}
 	if (!r->chunk_)
 		r->chunk_ = xmalloc(IMAP_FETCH_CHUNK);
 	return 1;
