@@ -475,6 +475,8 @@ int imap_fetch_render_begin(struct imap_fetch_render *r, const struct imap_fetch
 		*error_r = "[SERVERBUG] The message cannot be read";
 		return -1;
 	}
+	if (!(plan->want & IMAP_FETCH_W_MIME))
+		return 0; /* no sections: nothing to prepare (FETCH 1:* FLAGS) */
 	r->prep_ = xcalloc(1, sizeof *r->prep_);
 	r->prep_->v = xcalloc(plan->n ? plan->n : 1, sizeof *r->prep_->v);
 	r->prep_->n = plan->n;
@@ -573,10 +575,8 @@ static int render_item(struct imap_fetch_render *r, size_t i, struct buf *out)
 {
 	const struct imap_fetch_plan *p = r->plan_;
 	const struct item *it = &p->items[i];
-	struct prep *pr = &r->prep_->v[i];
+	struct prep *pr = r->prep_ ? &r->prep_->v[i] : NULL;
 	struct imap_msg *msg = r->msg_;
-	unsigned qf = p->utf8 ? IMAP_QUOTE_UTF8 : 0;
-	(void)qf;
 	buf_xappend(out, it->label, strlen(it->label));
 	buf_xappend(out, " ", 1);
 	switch (it->kind) {
@@ -615,12 +615,14 @@ static int render_item(struct imap_fetch_render *r, size_t i, struct buf *out)
 		return 0;
 	}
 	case IT_BINARY_SIZE:
+		ASSERT(pr != NULL);
 		buf_xprintf(out, "%zu", pr->sb.missing ? (size_t)0 : pr->data.len);
 		return 0;
 	case IT_BINARY:
 	case IT_SECTION:
 		break;
 	}
+	ASSERT(pr != NULL);
 	if (pr->sb.missing || pr->in_mem) {
 		size_t tot = pr->sb.missing ? 0 : pr->data.len;
 		uint64_t wl = window_len(tot, it->po, it->pn);

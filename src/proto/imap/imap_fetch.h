@@ -120,9 +120,11 @@ struct imap_fetch_render {
 int imap_fetch_render_begin(struct imap_fetch_render *r, const struct imap_fetch_plan *plan,
 			    struct imap_msg *msg, bool add_flags,
 			    const char **error_r) ATTR_WARN_UNUSED;
-/* Appends the response to out (buf_xappend: out's max is not enforced,
- * high_water bounds it instead: at most high_water + IMAP_FETCH_CHUNK * 2
- * bytes plus one non-body item). Returns 0 when the response is complete,
+/* Appends the response to out (out's max is not enforced; high_water
+ * bounds it instead: a streamed body stops within 2 * IMAP_FETCH_CHUNK
+ * bytes past it, other items - including the in-memory BINARY and
+ * HEADER.FIELDS results, up to IMAP_FETCH_MAX_MEM - are appended whole
+ * before the check). Returns 0 when the response is complete,
  * 1 when out->len >= high_water and more is to come (flush and call again),
  * -1 when the body could not be read after its literal size was sent: the
  * connection must be closed. */
