@@ -313,6 +313,17 @@ static void test_simple_items(void **state)
 			       "\"7bit\" 13 1))\r\n");
 	assert_int_equal(mem.reads, 0);
 	free(s);
+	/* a cached tree that does not fit the file's size is not trusted */
+	imap_msg_release(&msg);
+	msg.size = 10;
+	mem.n = 10;
+	s = fetch_str("BODY", &msg);
+	assert_string_equal(s, "* 1 FETCH (BODY (\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
+			       "\"7bit\" 0 0))\r\n");
+	assert_true(mem.reads > 0);
+	free(s);
+	imap_msg_release(&msg);
+	msg.size = mem.n = strlen(simple_msg);
 	buf_deinit(&ser);
 	/* unreadable message */
 	imap_msg_release(&msg);

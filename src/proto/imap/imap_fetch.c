@@ -471,7 +471,8 @@ int imap_fetch_render_begin(struct imap_fetch_render *r, const struct imap_fetch
 			 (plan_has(plan, IT_BODY) && !msg->body) ||
 			 (plan_has(plan, IT_BODYSTRUCTURE) && !msg->bodystructure);
 	const struct mime_message *m = NULL;
-	if (need_tree && !(m = imap_msg_tree(msg))) {
+	if (((plan->want & IMAP_FETCH_W_FILE) && !msg->read) ||
+	    (need_tree && !(m = imap_msg_tree(msg)))) {
 		*error_r = "[SERVERBUG] The message cannot be read";
 		return -1;
 	}

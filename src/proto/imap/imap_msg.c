@@ -31,6 +31,9 @@ const struct mime_message *imap_msg_tree(struct imap_msg *msg)
 		return msg->tree_;
 	if (msg->mime && msg->mime_len) {
 		msg->tree_ = mime_message_deserialize(msg->mime, msg->mime_len);
+		/* a cached tree for a file of another size is stale: reparse */
+		if (msg->tree_ && msg->size && msg->tree_->size != msg->size)
+			mime_message_free(&msg->tree_);
 		if (msg->tree_)
 			return msg->tree_;
 	}

@@ -60,7 +60,8 @@ struct imap_msg {
 };
 
 /* The part tree: deserialised from mime/mime_len, or parsed from the file
- * if that is absent or corrupt. NULL if the file cannot be read. Owned by
+ * if that is absent, corrupt or describes a file of another size than
+ * msg->size (when that is set). NULL if the file cannot be read. Owned by
  * msg until imap_msg_release(). */
 const struct mime_message *imap_msg_tree(struct imap_msg *msg);
 /* Reads exactly len bytes at off into buf (looping over short reads).
