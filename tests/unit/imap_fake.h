@@ -9,6 +9,7 @@
 #include "auth/accounts.h"
 #include "auth/passwd.h"
 #include "base/util.h"
+#include "proto/imap/imap_msg.h"
 #include "proto/imap/imap_server.h"
 
 #define FK_MAXBOX 16
@@ -37,6 +38,9 @@ struct fake {
 	size_t ap_bytes;
 	unsigned appends, aborts, unselects, selects;
 	char scram_salt[16];
+	char text[512]; /* the message msg_get handed out */
+	size_t text_len;
+	unsigned gets, puts, stores;
 };
 
 static struct fk_box *fk_find(struct fake *f, const char *name)
@@ -399,7 +403,107 @@ static void fk_ap_abort(void *ctx, struct imap_server *s)
 	f->aborts++;
 }
 
+/* Every message is a small text message numbered by its UID, followed by
+ * fk_big_body bytes of 64-byte lines "xxx...x\n" (for streaming tests). */
+static size_t fk_big_body;
+
+static long fk_read(void *ctx, uint64_t off, size_t len, void *buf)
+{
+	struct fake *f = ctx;
+	uint64_t total = f->text_len + fk_big_body;
+	if (off >= total)
+		return 0;
+	if (len > total - off)
+		len = (size_t)(total - off);
+	uint8_t *o = buf;
+	for (size_t k = 0; k < len; k++) {
+		uint64_t p = off + k;
+		if (p < f->text_len)
+			o[k] = (uint8_t)f->text[p];
+		else
+			o[k] = (p - f->text_len) % 64 == 63 ? '\n' : 'x';
+	}
+	return (long)len;
+}
+
+static int fk_msg_get(void *ctx, struct imap_server *s, uint32_t uid, unsigned want,
+		      struct imap_msg *m)
+{
+	struct fake *f = ctx;
+	(void)s;
+	(void)want;
+	if (f->sel < 0)
+		return -2;
+	struct fk_box *b = &f->box[f->sel];
+	size_t i = 0;
+	while (i < b->n && b->uids[i] != uid)
+		i++;
+	if (i == b->n)
+		return -1;
+	f->text_len = (size_t)snprintf(f->text, sizeof f->text,
+				       "From: Fred Foobar <foobar@Blurdybloop.example>\n"
+				       "Subject: message %u\n"
+				       "To: mooch@owatagu.example\n"
+				       "Date: Mon, 7 Feb 1994 21:52:25 -0800\n"
+				       "Message-Id: <B27397-0100000@Blurdybloop.example>\n"
+				       "\n"
+				       "Hello Joe, this is message %u.\n",
+				       uid, uid);
+	uint64_t lines = fk_big_body / 64;
+	for (size_t k = 0; k < f->text_len; k++)
+		lines += f->text[k] == '\n';
+	m->uid = uid;
+	m->flags = b->flags[i];
+	m->recent = i + 2 >= b->n;
+	m->keywords = "";
+	m->internaldate = 760689145;
+	m->tz_min = -480;
+	m->size = f->text_len + fk_big_body;
+	m->wire_size = m->size + lines;
+	m->read = fk_read;
+	m->read_ctx = f;
+	f->gets++;
+	return 0;
+}
+
+static void fk_msg_put(void *ctx, struct imap_server *s, struct imap_msg *m)
+{
+	struct fake *f = ctx;
+	(void)s;
+	(void)m;
+	f->puts++;
+}
+
+static enum imap_verdict fk_store(void *ctx, struct imap_server *s, const uint32_t *uids,
+				  size_t n, unsigned op, unsigned flags,
+				  const char *const *keywords, size_t n_keywords,
+				  uint64_t unchanged_since, uint32_t **failed_r,
+				  size_t *n_failed_r)
+{
+	struct fake *f = ctx;
+	(void)s;
+	(void)keywords;
+	(void)n_keywords;
+	(void)unchanged_since;
+	if (failed_r)
+		*failed_r = NULL;
+	if (n_failed_r)
+		*n_failed_r = 0;
+	struct fk_box *b = &f->box[f->sel];
+	for (size_t j = 0; j < n; j++)
+		for (size_t i = 0; i < b->n; i++)
+			if (b->uids[i] == uids[j])
+				b->flags[i] = op == 0 ? flags
+					      : op == 1 ? b->flags[i] | flags
+							: b->flags[i] & ~flags;
+	f->stores++;
+	return IMAP_OK;
+}
+
 static const struct imap_server_ops fk_ops = {
+	.msg_get = fk_msg_get,
+	.msg_put = fk_msg_put,
+	.store = fk_store,
 	.login = fk_login,
 	.scram_creds = fk_scram,
 	.create = fk_create,

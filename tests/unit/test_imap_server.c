@@ -173,7 +173,9 @@ static void test_table_sorted(void **state)
 	for (size_t i = 1; i < n; i++)
 		assert_true(strcmp(t[i - 1].name, t[i].name) < 0);
 	assert_non_null(imap_cmd_find("IDLE"));
-	assert_null(imap_cmd_find("FETCH")); /* not wired yet */
+	assert_non_null(imap_cmd_find("FETCH"));
+	assert_non_null(imap_cmd_find("STORE"));
+	assert_non_null(imap_cmd_find("SEARCH"));
 }
 
 static bool has(const char *out, const char *needle)
@@ -456,6 +458,138 @@ static void test_copy_move(void **state)
 	free(out);
 }
 
+static size_t count(const char *out, const char *needle)
+{
+	size_t k = 0;
+	for (const char *p = out; (p = strstr(p, needle)) != NULL; p++)
+		k++;
+	return k;
+}
+
+/* The seed's first session whole: FETCH ALL, RFC822.TEXT, STORE, EXPUNGE,
+ * SEARCH RECENT (19 messages, 18 and 19 recent, 8 already \Deleted). */
+static void test_seed_fetch_store_search(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a001 LOGIN fred secret\r\n"
+			    "a002 SELECT INBOX\r\n"
+			    "a003 FETCH 1:19 ALL\r\n"
+			    "a004 FETCH 8 RFC822.TEXT\r\n"
+			    "a005 STORE 8 +FLAGS (\\Deleted)\r\n"
+			    "a006 EXPUNGE\r\n"
+			    "a007 SEARCH RECENT\r\n"
+			    "a008 LOGOUT\r\n",
+			    &f);
+	assert_int_equal(count(out, " FETCH (FLAGS ("), 19 + 1); /* FETCH ALL + STORE */
+	assert_true(has(out, "* 1 FETCH (FLAGS (\\Seen) INTERNALDATE \"07-Feb-1994 22:32:25 -0800\" "
+			     "RFC822.SIZE "));
+	assert_true(has(out, "ENVELOPE (\"Mon, 7 Feb 1994 21:52:25 -0800\" \"message 1\" "
+			     "((\"Fred Foobar\" NIL \"foobar\" \"Blurdybloop.example\"))"));
+	assert_true(has(out, "* 19 FETCH (FLAGS (\\Recent) "));
+	assert_true(has(out, "a003 OK FETCH completed\r\n"));
+	assert_true(has(out, "* 8 FETCH (RFC822.TEXT {31}\r\nHello Joe, this is message 8.\r\n)\r\n"
+			     "a004 OK FETCH completed\r\n"));
+	assert_true(has(out, "* 8 FETCH (FLAGS (\\Deleted \\Seen))\r\na005 OK STORE completed\r\n"));
+	assert_true(has(out, "* 8 EXPUNGE\r\na006 OK EXPUNGE completed\r\n"));
+	assert_true(has(out, "* SEARCH 17 18\r\na007 OK SEARCH completed\r\n"));
+	assert_true(has(out, "a008 OK Logout completed\r\n"));
+	assert_int_equal(f.box[0].n, 18);
+	assert_int_equal(f.gets, f.puts);
+	free(out);
+}
+
+/* Implicit \Seen on a read-write mailbox only; UID forms; STORE variants;
+ * STORE refused on EXAMINE; bad arguments. */
+static void test_fetch_seen_uid_store(void **state)
+{
+	(void)state;
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred secret\r\n"
+			    "b EXAMINE INBOX\r\n"
+			    "c FETCH 17 BODY[TEXT]\r\n"
+			    "d STORE 1 +FLAGS (\\Flagged)\r\n"
+			    "e SELECT INBOX\r\n"
+			    "f FETCH 17 (BODY[TEXT] UID)\r\n"
+			    "g FETCH 18 BODY.PEEK[HEADER.FIELDS (Subject)]\r\n"
+			    "h UID FETCH 2:3 FLAGS\r\n"
+			    "i UID STORE 2 FLAGS.SILENT (\\Answered)\r\n"
+			    "j STORE 3 -FLAGS (\\Seen)\r\n"
+			    "k UID SEARCH UNSEEN\r\n"
+			    "l SEARCH ANSWERED SUBJECT \"message 2\"\r\n"
+			    "m SEARCH RETURN (COUNT) ALL\r\n"
+			    "n FETCH 1 (FOO)\r\n"
+			    "o STORE 1 +FLAGS (\\Recent)\r\n"
+			    "p SEARCH BLAH\r\n"
+			    "q UID FETCH 100 FLAGS\r\n",
+			    &f);
+	assert_true(has(out, "* 17 FETCH (BODY[TEXT] {32}\r\nHello Joe, this is message 17.\r\n)\r\nc OK"));
+	assert_true(has(out, "d NO [READ-ONLY]"));
+	assert_true(has(out, "* 17 FETCH (BODY[TEXT] {32}\r\nHello Joe, this is message 17.\r\n UID 17 FLAGS (\\Seen))\r\nf OK"));
+	assert_true(has(out, "* 18 FETCH (BODY[HEADER.FIELDS (Subject)] {23}\r\nSubject: message 18\r\n\r\n)\r\ng OK"));
+	assert_true(has(out, "* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n* 3 FETCH (UID 3 FLAGS (\\Seen))\r\nh OK"));
+	assert_true(has(out, "\r\ni OK STORE completed"));
+	assert_null(strstr(out, "* 2 FETCH (UID 2 FLAGS (\\Answered))"));
+	assert_true(has(out, "* 3 FETCH (FLAGS ())\r\nj OK"));
+	assert_true(has(out, "* SEARCH 2 3 18 19\r\nk OK"));
+	assert_true(has(out, "* SEARCH 2\r\nl OK"));
+	assert_true(has(out, "* ESEARCH (TAG \"m\") COUNT 19\r\nm OK"));
+	assert_true(has(out, "n BAD"));
+	assert_true(has(out, "o BAD"));
+	assert_true(has(out, "p BAD"));
+	assert_true(has(out, "q OK FETCH completed"));
+	assert_true(f.box[0].flags[16] & IMAP_F_SEEN);
+	assert_true(f.box[0].flags[1] & IMAP_F_ANSWERED);
+	assert_int_equal(f.gets, f.puts);
+	free(out);
+}
+
+/* FETCH streams: output stops near the high-water mark with want() PENDING
+ * and continues as the connection drains it. */
+static void test_fetch_streaming(void **state)
+{
+	(void)state;
+	struct fake f;
+	fk_big_body = 300 * 1024;
+	struct imap_server_settings set = { .plaintext_auth = true };
+	fk_init(&f);
+	struct imap_server *s = imap_server_new(&set, &fk_ops, &f);
+	imap_server_start(s);
+	const char *in = "a LOGIN fred secret\r\nb SELECT INBOX\r\nc FETCH 1:3 BODY.PEEK[]\r\nd NOOP\r\n";
+	size_t used = imap_server_feed(s, (const uint8_t *)in, strlen(in));
+	assert_true(used < strlen(in)); /* NOOP waits */
+	assert_int_equal(imap_server_want(s), PROTO_WANT_PENDING);
+	size_t total = 0, rounds = 0;
+	bool done = false;
+	while (!done && rounds < 1000) {
+		struct buf *o = imap_server_output(s);
+		assert_true(o->len <= IMAP_FETCH_HIWAT + 3 * IMAP_FETCH_CHUNK);
+		total += o->len;
+		done = memmem(o->data, o->len, "c OK FETCH", 10) != NULL;
+		buf_consume(o, o->len);
+		rounds++;
+	}
+	assert_true(done);
+	assert_true(rounds > 3);
+	assert_true(total > 3 * 300 * 1024);
+	assert_int_equal(imap_server_want(s), PROTO_WANT_READ);
+	used += imap_server_feed(s, (const uint8_t *)in + used, strlen(in) - used);
+	assert_int_equal(used, strlen(in));
+	struct buf *ob = imap_server_output(s);
+	assert_non_null(memmem(ob->data, ob->len, "d OK", 4));
+	/* a timeout in the middle of a FETCH drops it cleanly */
+	const char *in2 = "e FETCH 1:* BODY.PEEK[]\r\n";
+	imap_server_feed(s, (const uint8_t *)in2, strlen(in2));
+	assert_int_equal(imap_server_want(s), PROTO_WANT_PENDING);
+	imap_server_timeout(s);
+	assert_int_equal(imap_server_want(s), PROTO_WANT_CLOSE);
+	imap_server_free(&s);
+	assert_int_equal(f.gets, f.puts);
+	fk_big_body = 0;
+}
+
 /* IDLE: a delivery while idling is pushed at once. */
 static void poke_deliver(struct fake *f, struct imap_server *s, size_t off)
 {
@@ -514,7 +648,7 @@ static void test_error_bound(void **state)
 	out = run_all(&plain, "a FETCH 1 FLAGS\r\nb LOGIN fred secret\r\nc NOOP\r\n"
 			      "d ID (\"name\" \"x\")\r\ne NAMESPACE\r\nf LOGOUT x\r\n",
 		      &f);
-	assert_true(has(out, "a BAD Unknown command"));
+	assert_true(has(out, "a BAD Log in first"));
 	assert_true(has(out, "* ID (\"name\" \"Tern\")\r\nd OK"));
 	assert_true(has(out, "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\ne OK"));
 	assert_true(has(out, "f BAD"));
@@ -548,6 +682,9 @@ int main(void)
 		cmocka_unit_test(test_mailbox_names),  cmocka_unit_test(test_status),
 		cmocka_unit_test(test_select_rev2),    cmocka_unit_test(test_copy_move),
 		cmocka_unit_test(test_idle),           cmocka_unit_test(test_starttls_injection),
+		cmocka_unit_test(test_seed_fetch_store_search),
+		cmocka_unit_test(test_fetch_seen_uid_store),
+		cmocka_unit_test(test_fetch_streaming),
 		cmocka_unit_test(test_error_bound),    cmocka_unit_test(test_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -3,10 +3,7 @@
  * test checks the order), with the rules that can be written as data
  * applied before the handler runs: allowed states, the UID variant, and
  * WRITES refused on a mailbox opened with EXAMINE.
- *
- * FETCH, STORE, SEARCH (and UID FETCH/STORE/SEARCH) are not in the table
- * yet: they come with imap_fetch.h / imap_search.h and are answered BAD
- * "Unknown command" until then. */
+*/
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +25,7 @@ static const struct imap_cmd imap_cmds[] = {
 	{ "EXAMINE", imap_cmd_examine, AS },
 	{ "EXPUNGE", imap_cmd_expunge,
 	  ICF_STATE_SELECTED | ICF_BREAKS_SEQS | ICF_WRITES | ICF_UID_VARIANT },
+	{ "FETCH", imap_cmd_fetch, ICF_STATE_SELECTED | ICF_USES_SEQS | ICF_UID_VARIANT },
 	{ "ID", imap_cmd_id, ICF_STATE_ANY },
 	{ "IDLE", imap_cmd_idle, AS | ICF_SYNC },
 	{ "LIST", imap_cmd_list, AS },
@@ -39,9 +37,12 @@ static const struct imap_cmd imap_cmds[] = {
 	{ "NAMESPACE", imap_cmd_namespace, AS },
 	{ "NOOP", imap_cmd_noop, ICF_STATE_ANY | ICF_SYNC },
 	{ "RENAME", imap_cmd_rename, AS },
+	{ "SEARCH", imap_cmd_search, ICF_STATE_SELECTED | ICF_USES_SEQS | ICF_UID_VARIANT },
 	{ "SELECT", imap_cmd_select, AS },
 	{ "STARTTLS", imap_cmd_starttls, ICF_STATE_NOAUTH },
 	{ "STATUS", imap_cmd_status, AS },
+	{ "STORE", imap_cmd_store,
+	  ICF_STATE_SELECTED | ICF_USES_SEQS | ICF_WRITES | ICF_UID_VARIANT },
 	{ "SUBSCRIBE", imap_cmd_subscribe, AS },
 	{ "UNSELECT", imap_cmd_unselect, ICF_STATE_SELECTED },
 	{ "UNSUBSCRIBE", imap_cmd_unsubscribe, AS },

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "proto/imap/imap_fetch.h"
 #include "proto/imap/imap_parser.h"
 #include "proto/imap/imap_server.h"
 
@@ -27,6 +28,9 @@
 #define IMAP_DEF_MAX_AUTH_FAILURES 3
 #define IMAP_DEF_APPEND_LIMIT (64u << 20)
 #define IMAP_PREAUTH_LITERAL 8192u
+/* FETCH renders until the output holds this much, then waits for the
+ * connection to drain it. */
+#define IMAP_FETCH_HIWAT (128u * 1024)
 
 enum imap_state {
 	IS_NOAUTH,
@@ -144,6 +148,15 @@ struct imap_server {
 	bool ap_appended_selected;
 
 	struct buf alert;
+
+	/* FETCH streaming (cmd_fetch.c): the UIDs are arg_uids */
+	bool fetch_active;  /* a FETCH is rendering; want() is PENDING */
+	bool fetch_in_msg;  /* fetch_r/fetch_m hold a message */
+	struct imap_fetch_plan *fetch_plan;
+	size_t fetch_i;
+	const char *fetch_err; /* NO text for the end, or NULL */
+	struct imap_fetch_render fetch_r;
+	struct imap_msg fetch_m;
 };
 
 /* imap_server.c */
@@ -190,7 +203,13 @@ imap_cmd_fn imap_cmd_capability, imap_cmd_noop, imap_cmd_logout, imap_cmd_startt
 	imap_cmd_examine, imap_cmd_create, imap_cmd_delete, imap_cmd_rename, imap_cmd_subscribe,
 	imap_cmd_unsubscribe, imap_cmd_list, imap_cmd_lsub, imap_cmd_namespace, imap_cmd_status,
 	imap_cmd_append, imap_cmd_check, imap_cmd_close, imap_cmd_unselect, imap_cmd_expunge,
-	imap_cmd_copy, imap_cmd_move, imap_cmd_idle;
+	imap_cmd_copy, imap_cmd_move, imap_cmd_idle, imap_cmd_fetch, imap_cmd_store,
+	imap_cmd_search;
+
+/* cmd_fetch.c: render more of a FETCH in flight (from output()); drop it
+ * (logout, free). */
+void imap_fetch_pump(struct imap_server *s);
+void imap_fetch_cleanup(struct imap_server *s);
 
 /* cmd_authenticate.c */
 void imap_sasl_end(struct imap_server *s);

@@ -102,6 +102,7 @@ void imap_server_free(struct imap_server **sp)
 	struct imap_server *s = *sp;
 	if (!s)
 		return;
+	imap_fetch_cleanup(s);
 	imap_append_cleanup(s);
 	imap_deselect(s);
 	imap_sasl_end(s);
@@ -134,13 +135,15 @@ enum proto_want imap_server_want(const struct imap_server *s)
 		return PROTO_WANT_CLOSE;
 	if (s->state == IS_TLS_WAIT)
 		return PROTO_WANT_STARTTLS;
-	if (s->pending)
+	if (s->pending || s->fetch_active)
 		return PROTO_WANT_PENDING;
 	return PROTO_WANT_READ;
 }
 
 struct buf *imap_server_output(struct imap_server *s)
 {
+	if (s->fetch_active && !s->pending && s->out.len < IMAP_FETCH_HIWAT)
+		imap_fetch_pump(s);
 	return &s->out;
 }
 
@@ -540,6 +543,7 @@ void imap_logout(struct imap_server *s, const char *bye)
 {
 	if (s->state == IS_LOGOUT)
 		return;
+	imap_fetch_cleanup(s);
 	if (bye)
 		imap_untagged(s, "BYE %s", bye);
 	imap_append_cleanup(s);
@@ -887,7 +891,7 @@ size_t imap_server_feed(struct imap_server *s, const uint8_t *p, size_t n)
 	for (;;) {
 		if (s->state == IS_LOGOUT || s->state == IS_TLS_WAIT)
 			return n; /* RFC 9051 6.2.1: plaintext after STARTTLS is dropped */
-		if (s->pending)
+		if (s->pending || s->fetch_active)
 			return used;
 		struct imap_parse_event ev;
 		memset(&ev, 0, sizeof ev);

@@ -33,14 +33,18 @@
  * new UIDs (EXISTS, RECENT in rev1), expunged UIDs (EXPUNGE, highest first)
  * and flag changes (FETCH (UID n FLAGS (...))).
  *
- * Not here yet (imap_fetch.h / imap_search.h, written in parallel): FETCH,
- * STORE, SEARCH and their UID forms. They are not in the command table, so
- * today they are answered BAD "Unknown command". They plug in as table
- * entries in imap_cmds.c with ICF_STATE_SELECTED|ICF_USES_SEQS|
- * ICF_UID_VARIANT (STORE also ICF_WRITES) and handlers using
- * imap_server_seq_to_uid()/imap_server_uid_to_seq() and the op table
- * extended with fetch/store/search ops. ESEARCH and BINARY are advertised
- * because that work honours them (set settings.no_fetch_caps to hide them).
+ * FETCH, STORE, SEARCH and their UID forms (cmd_fetch.c, cmd_store.c,
+ * cmd_search.c over imap_fetch.h / imap_search.h / imap_store.h) read
+ * messages through ops->msg_get / msg_put and change flags through
+ * ops->store; these three ops are synchronous (no PENDING). FETCH streams:
+ * it renders message after message into the output and, once the output
+ * passes IMAP_FETCH_HIWAT, want() says PENDING until the connection has
+ * drained it; imap_server_output() then renders more (the connection calls
+ * it whenever it looks at the output, as POP3 does for RETR). A non-PEEK
+ * body item on a read-write mailbox sets \Seen first (RFC 9051 6.4.5) and
+ * the answer then carries FLAGS. ESEARCH and BINARY are advertised (set
+ * settings.no_fetch_caps to hide them). CONDSTORE and SEARCHRES are not
+ * offered, so "$" is always the empty set.
  *
  * Limits: the parser's line/literal/command limits (pre-authentication the
  * literal limit is 8 KiB); protocol errors (BAD) are counted and the
@@ -57,6 +61,7 @@
 #include "base/proto.h"
 
 struct buf;
+struct imap_msg;
 struct imap_server;
 struct scram_creds;
 
@@ -227,6 +232,25 @@ struct imap_server_ops {
 					   const struct imap_append_info *info,
 					   struct imap_append_result *r);
 	void (*append_abort)(void *ctx, struct imap_server *s);
+
+	/* FETCH/SEARCH/STORE (synchronous). msg_get fills m for uid: flags,
+	 * keywords, recent (this session's \Recent), dates, sizes, modseq and,
+	 * per want (enum imap_fetch_want), the cached ENVELOPE/BODY/
+	 * BODYSTRUCTURE strings, the serialised part tree and the read
+	 * callback; the engine sets seq. Everything stays valid until msg_put.
+	 * 0; -1 if the message is gone (FETCH leaves it out, RFC 2180 4.1.2);
+	 * -2 on an error (the command ends NO [SERVERBUG]). */
+	int (*msg_get)(void *ctx, struct imap_server *s, uint32_t uid, unsigned want,
+		       struct imap_msg *m);
+	void (*msg_put)(void *ctx, struct imap_server *s, struct imap_msg *m);
+	/* STORE (and FETCH's implicit \Seen): op is an enum imap_store_op,
+	 * flags enum imap_flag. UIDs that no longer exist are skipped.
+	 * unchanged_since 0 = none; UIDs failing it go to *failed_r (malloc'd;
+	 * failed_r may be NULL). IMAP_OK or IMAP_NO (reply set), never PENDING. */
+	enum imap_verdict (*store)(void *ctx, struct imap_server *s, const uint32_t *uids, size_t n,
+				   unsigned op, unsigned flags, const char *const *keywords,
+				   size_t n_keywords, uint64_t unchanged_since, uint32_t **failed_r,
+				   size_t *n_failed_r);
 
 	/* Optional: the client's ID parameters (RFC 2971), pairs of
 	 * field/value (value may be NULL), for the log. */
