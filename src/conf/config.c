@@ -88,6 +88,9 @@ static const struct cfg_def cfg_defs[] = {
 	  "given a secret with `tern user apop`." },
 	{ "pop3_timeout", T_DURATION, OFF(pop3_timeout), "10m", 1, 86400,
 	  "Idle time after which a POP3 session is closed (RFC 1939 3: at least 10m)." },
+	{ "imap_timeout", T_DURATION, OFF(imap_timeout), "30m", 1, 86400,
+	  "Idle time after which an IMAP session is closed (RFC 9051 5.4: at least 30m). "
+	  "IDLE sessions count as idle too; clients renew IDLE well within it." },
 };
 #define NKEYS N_ELEMENTS(cfg_defs)
 

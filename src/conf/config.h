@@ -44,6 +44,7 @@ struct config {
 	bool allow_plaintext_auth; /* passwords over unencrypted non-loopback connections */
 	bool pop3_apop;            /* offer APOP (timestamp in the POP3 greeting) */
 	uint64_t pop3_timeout;     /* seconds */
+	uint64_t imap_timeout;     /* seconds, at least 30 minutes (RFC 9051 5.4) */
 
 	/* Line where each key was set (0 = default), in table order. */
 	unsigned *lines;

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/util.h"
 #include "conf/config.h"
+#include "daemon/role_imap.h"
 #include "daemon/server.h"
 #include "daemon/session.h"
 #include "io/conn.h"
@@ -314,6 +315,10 @@ static void commit_done(struct delivery *d, int result, const char *err, void *c
 	if (result == 0) {
 		s->accepted++;
 		log_accepted(s, size);
+		/* IMAP sessions with these INBOXes selected: EXISTS soon */
+		for (size_t i = 0; i < s->nrcpts; i++)
+			for (size_t j = 0; j < s->rcpts[i].nusers; j++)
+				role_imap_delivered(s->rcpts[i].users[j]);
 	} else {
 		log_warnx("%s smtp commit failed: %s", s->base.id, err ? err : "?");
 		log_refusal(s, "from", s->from, 451, "4.3.0 commit failed");

@@ -25,6 +25,7 @@
 #include "base/util.h"
 #include "conf/config.h"
 #include "auth/throttle.h"
+#include "daemon/role_imap.h"
 #include "daemon/role_pop3.h"
 #include "daemon/privdrop.h"
 #include "daemon/role_smtp.h"
@@ -179,6 +180,10 @@ static void on_accept(struct listener *l, int fd, const struct sockaddr_storage 
 	case LP_SMTP:
 		role_smtp_accept(srv, sl, fd, addr, port);
 		break;
+	case LP_IMAP:
+	case LP_IMAPS:
+		role_imap_accept(srv, sl, fd, addr, port);
+		break;
 	case LP_POP3:
 	case LP_POP3S:
 		role_pop3_accept(srv, sl, fd, addr, port);
@@ -200,8 +205,8 @@ static const struct {
 	  "submission (issue 6)" },
 	{ "submissions_listen", LP_SUBMISSIONS, offsetof(struct config, submissions_listen),
 	  "submission (issue 6)" },
-	{ "imap_listen", LP_IMAP, offsetof(struct config, imap_listen), "IMAP (issue 5)" },
-	{ "imaps_listen", LP_IMAPS, offsetof(struct config, imaps_listen), "IMAP (issue 5)" },
+	{ "imap_listen", LP_IMAP, offsetof(struct config, imap_listen), NULL },
+	{ "imaps_listen", LP_IMAPS, offsetof(struct config, imaps_listen), NULL },
 	{ "pop3_listen", LP_POP3, offsetof(struct config, pop3_listen), NULL },
 	{ "pop3s_listen", LP_POP3S, offsetof(struct config, pop3s_listen), NULL },
 };

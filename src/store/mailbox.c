@@ -1624,11 +1624,14 @@ static int create_parents(struct mstore *s, const char *name, struct mbox_err *e
 		*slash = '\0';
 		struct mrow r;
 		int f = mrow_load(s, p, 0, &r, err);
-		if (f < 0)
+		bool selectable = false;
+		if (f < 0) {
 			ret = -1;
-		else if (f == 0)
+		} else if (f == 0) {
+			selectable = r.selectable; /* mrow_free clears r */
 			mrow_free(&r);
-		if (f == 1 || (f == 0 && !r.selectable))
+		}
+		if (f == 1 || (f == 0 && !selectable))
 			ret = create_one(s, p, 0, err);
 		*slash = '/';
 	}

@@ -24,7 +24,7 @@ class Tern:
 
     def __init__(self, tmp_path, extra="", domains="example.org example.net",
                  users=(("alice@example.org", "alicepw"), ("bob@example.org", "bobpw")),
-                 pop3=False):
+                 pop3=False, imap=False):
         self.dir = str(tmp_path)
         self.data = os.path.join(self.dir, "var")
         self.conf = os.path.join(self.dir, "tern.conf")
@@ -38,6 +38,9 @@ class Tern:
         if pop3:
             # POP3 (issue 4) and POP3 over implicit TLS on ephemeral ports too
             self.base_conf += "pop3_listen = 127.0.0.1:0\npop3s_listen = 127.0.0.1:0\n"
+        if imap:
+            # IMAP (issue 5) and IMAP over implicit TLS on ephemeral ports too
+            self.base_conf += "imap_listen = 127.0.0.1:0\nimaps_listen = 127.0.0.1:0\n"
         self.extra = extra
         self.write_conf(self.base_conf + extra)
         self.users = list(users)
@@ -112,6 +115,14 @@ class Tern:
     @property
     def pop3s_port(self):
         return self.ports["pop3s"]
+
+    @property
+    def imap_port(self):
+        return self.ports["imap"]
+
+    @property
+    def imaps_port(self):
+        return self.ports["imaps"]
 
     def connect(self, port=None, timeout=10):
         return socket.create_connection(("127.0.0.1", port or self.smtp_port), timeout=timeout)

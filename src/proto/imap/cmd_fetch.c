@@ -43,10 +43,14 @@ static bool begin_msg(struct imap_server *s, uint32_t uid)
 	memset(m, 0, sizeof *m);
 	int rc = s->ops->msg_get(s->ctx, s, uid, imap_fetch_plan_wants(s->fetch_plan), m);
 	if (rc < 0) {
+		/* RFC 2180 4.1.2 / RFC 5530 EXPUNGEISSUED: a message another
+		 * session expunged is left out, and the command says so */
 		if (rc != -1)
 			s->fetch_err = "[SERVERBUG] Some messages could not be read";
+		else if (!s->fetch_err)
+			s->fetch_err = "[EXPUNGEISSUED] Some of the requested messages no longer exist";
 		memset(m, 0, sizeof *m);
-		return false; /* RFC 2180 4.1.2: an expunged message is left out */
+		return false;
 	}
 	m->uid = uid;
 	m->seq = imap_server_uid_to_seq(s, uid);

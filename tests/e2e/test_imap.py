@@ -1,0 +1,420 @@
+"""IMAP (issue 5) against the real binary: the seed's two sessions in
+IMAP4rev1 form with imaplib (mail delivered by SMTP), untagged updates from
+another session, SMTP delivery and files dropped into the Maildir (NOOP and
+IDLE), and raw-line checks of capabilities, STARTTLS/imaps, AUTHENTICATE
+PLAIN, APPEND + UID FETCH, COPY/MOVE with COPYUID, LIST with special-use,
+STATUS, CREATE/RENAME/DELETE, and curl's imap://."""
+import base64
+import imaplib
+import os
+import re
+import smtplib
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import Lines
+
+ALICE, ALICEPW = "alice@example.org", "alicepw"
+BOB, BOBPW = "bob@example.org", "bobpw"
+
+
+def tls_ctx():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def msg(i, body=None):
+    return ("From: Sender %d <sender%d@example.net>\r\n"
+            "To: alice@example.org\r\n"
+            "Subject: message %d\r\n"
+            "Date: Mon, 7 Feb 1994 21:52:25 -0800\r\n"
+            "Message-ID: <m%d@example.net>\r\n"
+            "\r\n"
+            "%s\r\n" % (i, i, i, i, body or "This is message %d." % i))
+
+
+def deliver(t, n, start=1, to=ALICE):
+    s = smtplib.SMTP("127.0.0.1", t.smtp_port, timeout=10)
+    for i in range(start, start + n):
+        s.sendmail("sender%d@example.net" % i, [to], msg(i))
+    s.quit()
+
+
+class I4(Lines):
+    """Raw IMAP client: tagged commands, responses with literals kept."""
+
+    tagn = 0
+
+    def greeting(self):
+        g = self.line()
+        assert g.startswith("* OK "), g
+        return g
+
+    def read_until(self, tag, timeout=10):
+        """Lines up to and including the tagged one; a literal's data is
+        appended to its line (as bytes decoded latin-1)."""
+        out = []
+        while True:
+            l = self.line(timeout)
+            while True:
+                m = re.search(r"\{(\d+)\}$", l)
+                if not m:
+                    break
+                n = int(m.group(1))
+                self.sock.settimeout(timeout)
+                while len(self.buf) < n:
+                    chunk = self.sock.recv(65536)
+                    if not chunk:
+                        raise EOFError("closed in a literal")
+                    self.buf += chunk
+                data, self.buf = self.buf[:n], self.buf[n:]
+                l = l + "\n" + data.decode("latin-1") + self.line(timeout)
+            out.append(l)
+            if l.startswith(tag + " "):
+                return out
+
+    def cmd(self, text, timeout=10):
+        I4.tagn += 1
+        tag = "t%d" % I4.tagn
+        self.send("%s %s\r\n" % (tag, text))
+        lines = self.read_until(tag, timeout)
+        return lines[-1][len(tag) + 1:], lines[:-1]
+
+    def ok(self, text, timeout=10):
+        st, lines = self.cmd(text, timeout)
+        assert st.startswith("OK"), (text, st, lines)
+        return st, lines
+
+    def starttls(self):
+        assert self.buf == b"", self.buf
+        self.sock = tls_ctx().wrap_socket(self.sock, server_hostname="mx.example.org")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+@pytest.fixture
+def timap(make_tern):
+    return make_tern(imap=True)
+
+
+@pytest.fixture
+def clients():
+    made = []
+
+    def connect(t, tls=False, greet=True):
+        port = t.imaps_port if tls else t.imap_port
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if tls:
+            s = tls_ctx().wrap_socket(s, server_hostname="mx.example.org")
+        c = I4(s)
+        made.append(c)
+        if greet:
+            c.greet = c.greeting()
+        return c
+
+    yield connect
+    for c in made:
+        c.close()
+
+
+def login(c, user=ALICE, pw=ALICEPW):
+    return c.ok('LOGIN "%s" "%s"' % (user, pw))
+
+
+# ---- the seed's sessions (imaplib, IMAP4rev1) ------------------------------------
+
+
+def test_seed_first_session(timap):
+    t = timap
+    deliver(t, 17)
+    # a first session sees the 17 (they stop being \Recent for later ones)
+    m = imaplib.IMAP4("127.0.0.1", t.imap_port)
+    m.login(ALICE, ALICEPW)
+    assert m.select("INBOX") == ("OK", [b"17"])
+    m.logout()
+    deliver(t, 2, start=18)
+
+    m = imaplib.IMAP4("127.0.0.1", t.imap_port)
+    assert "IMAP4REV1" in m.capabilities
+    typ, _ = m.login(ALICE, ALICEPW)
+    assert typ == "OK"
+    typ, data = m.select("INBOX")
+    assert (typ, data) == ("OK", [b"19"])
+    assert m.untagged_responses.get("RECENT") == [b"2"]
+    typ, data = m.fetch("1:19", "ALL")
+    assert typ == "OK" and len(data) == 19, data
+    for i, d in enumerate(data, 1):
+        assert d.startswith(b"%d (FLAGS (" % i), d
+        assert b'ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" "message %d"' % i in d, d
+        assert b"INTERNALDATE" in d and b"RFC822.SIZE" in d
+    assert b"\\Recent" in data[18] and b"\\Recent" in data[17] and b"\\Recent" not in data[16]
+    typ, data = m.fetch("8", "RFC822.TEXT")
+    assert typ == "OK"
+    assert data[0][0].startswith(b"8 (RFC822.TEXT {")
+    assert data[0][1] == b"This is message 8.\r\n"
+    typ, data = m.store("8", "+FLAGS", "(\\Deleted)")
+    assert (typ, data) == ("OK", [b"8 (FLAGS (\\Deleted \\Seen))"])
+    typ, data = m.expunge()
+    assert (typ, data) == ("OK", [b"8"])
+    typ, data = m.search(None, "RECENT")
+    assert (typ, data) == ("OK", [b"17 18"])
+    typ, _ = m.logout()
+    assert typ == "BYE"
+    # the expunged message is gone from the Maildir, the rest keep flags
+    assert len(os.listdir(os.path.join(t.maildir(ALICE), "cur"))) == 18
+    assert re.search(r"imap disconnect .*user=alice@example.org", t.log_text())
+
+
+def test_seed_second_session_noop_and_idle(timap, clients):
+    t = timap
+    deliver(t, 3)
+    m = imaplib.IMAP4("127.0.0.1", t.imap_port)
+    m.login(ALICE, ALICEPW)
+    assert m.select("INBOX") == ("OK", [b"3"])
+    deliver(t, 1, start=4)
+    typ, _ = m.noop()
+    assert typ == "OK"
+    assert m.untagged_responses.get("EXISTS")[-1] == b"4"
+    assert m.untagged_responses.get("RECENT")[-1] == b"1"
+    m.logout()
+
+    # IDLE: an SMTP delivery is pushed within a second
+    c = clients(t)
+    login(c)
+    st, lines = c.ok("SELECT INBOX")
+    assert "* 4 EXISTS" in lines
+    c.send("i1 IDLE\r\n")
+    assert c.line().startswith("+ ")
+    t0 = time.monotonic()
+    deliver(t, 1, start=5)
+    l1, l2 = c.line(timeout=5), c.line(timeout=5)
+    assert (l1, l2) == ("* 5 EXISTS", "* 1 RECENT"), (l1, l2)
+    assert time.monotonic() - t0 < 3
+    # a file dropped into new/ by another program: found by polling
+    md = t.maildir(ALICE)
+    name = "%d.M1P1Q1.otherhost" % int(time.time())
+    with open(os.path.join(md, "tmp", name), "w") as f:
+        f.write(msg(6).replace("\r\n", "\n"))
+    os.rename(os.path.join(md, "tmp", name), os.path.join(md, "new", name))
+    t0 = time.monotonic()
+    assert c.line(timeout=8) == "* 6 EXISTS"
+    assert time.monotonic() - t0 < 4
+    c.send("DONE\r\n")
+    assert c.read_until("i1")[-1].startswith("i1 OK")
+    c.ok("LOGOUT")
+
+
+def test_other_session_changes(timap, clients):
+    t = timap
+    deliver(t, 4)
+    a, b = clients(t), clients(t)
+    login(a)
+    login(b)
+    a.ok("SELECT INBOX")
+    b.ok("SELECT INBOX")
+    st, lines = a.ok("STORE 2 +FLAGS (\\Flagged)")
+    assert lines == ["* 2 FETCH (FLAGS (\\Flagged \\Recent))"] or \
+        lines == ["* 2 FETCH (FLAGS (\\Flagged))"], lines
+    st, lines = b.ok("NOOP")
+    assert any(re.match(r"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged", l) for l in lines), lines
+    a.ok("STORE 3 +FLAGS (\\Deleted)")
+    st, lines = a.ok("EXPUNGE")
+    assert lines[0] == "* 3 EXPUNGE", lines
+    # no EXPUNGE during FETCH (RFC 9051 7.5.1), then at NOOP; the message
+    # is left out (RFC 2180 4.1.2)
+    st, lines = b.cmd("FETCH 3 UID")
+    assert lines == [] and st.startswith("NO [EXPUNGEISSUED]"), (st, lines)
+    st, lines = b.ok("FETCH 2 UID")
+    assert lines == ["* 2 FETCH (UID 2)"], lines
+    st, lines = b.ok("NOOP")
+    assert "* 3 EXPUNGE" in lines, lines
+    st, lines = b.ok("FETCH 3 UID")
+    assert lines == ["* 3 FETCH (UID 4)"], lines
+
+
+# ---- raw lines -------------------------------------------------------------------
+
+
+def test_capabilities_starttls_imaps(timap, clients):
+    t = timap
+    c = clients(t)
+    assert "STARTTLS" in c.greet and "AUTH=PLAIN" in c.greet and "IMAP4rev2" in c.greet
+    st, lines = c.ok("CAPABILITY")
+    caps = lines[0].split()
+    for cap in ("IMAP4rev1", "IMAP4rev2", "STARTTLS", "AUTH=PLAIN", "AUTH=LOGIN",
+                "AUTH=SCRAM-SHA-256", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"):
+        assert cap in caps, caps
+    c.ok("STARTTLS")
+    c.starttls()
+    st, lines = c.ok("CAPABILITY")
+    assert "STARTTLS" not in lines[0].split()
+    st, _ = login(c)
+    for cap in ("UIDPLUS", "MOVE", "SPECIAL-USE", "ESEARCH", "BINARY", "APPENDLIMIT="):
+        assert cap in st, st
+    c.ok("LOGOUT")
+    s = clients(t, tls=True)
+    assert "STARTTLS" not in s.greet and "AUTH=PLAIN" in s.greet
+    login(s)
+    s.ok("SELECT INBOX")
+    assert re.search(r"imap tls version=TLS", t.log_text())
+
+
+def test_authenticate_plain_and_failures(timap, clients):
+    t = timap
+    c = clients(t)
+    ir = base64.b64encode(b"\0" + ALICE.encode() + b"\0" + ALICEPW.encode()).decode()
+    c.ok("AUTHENTICATE PLAIN " + ir)
+    st, _ = c.cmd("SELECT INBOX")
+    assert st.startswith("OK")
+    d = clients(t)
+    st, _ = d.cmd('LOGIN "%s" "wrong"' % ALICE, timeout=15)
+    assert st.startswith("NO [AUTHENTICATIONFAILED]"), st
+    st, _ = d.cmd("SELECT INBOX")
+    assert st.startswith("BAD"), st
+    # SASL without an initial response
+    d.send("x AUTHENTICATE PLAIN\r\n")
+    assert d.line().startswith("+")
+    d.send(base64.b64encode(b"\0" + BOB.encode() + b"\0" + BOBPW.encode()) + b"\r\n")
+    assert d.read_until("x")[-1].startswith("x OK")
+    assert re.search(r"imap login user=bob@example.org", t.log_text())
+
+
+def test_append_uid_fetch_search(timap, clients):
+    t = timap
+    c = clients(t)
+    login(c)
+    body = msg(1, "Line one\r\nLine two")
+    data = body.encode()
+    c.send('a1 APPEND INBOX (\\Flagged $Work) "14-Jul-2020 10:00:00 +0200" {%d}\r\n' % len(data))
+    assert c.line().startswith("+ ")
+    c.send(data + b"\r\n")
+    st = c.read_until("a1")[-1]
+    m = re.match(r"a1 OK \[APPENDUID (\d+) (\d+)\]", st)
+    assert m, st
+    uidv, uid = m.groups()
+    # LITERAL+: no continuation
+    c.send("a2 APPEND INBOX {%d+}\r\n" % len(data))
+    c.send(data + b"\r\n")
+    assert re.match(r"a2 OK \[APPENDUID %s %d\]" % (uidv, int(uid) + 1), c.read_until("a2")[-1])
+    st, lines = c.ok("SELECT INBOX")
+    assert "* 2 EXISTS" in lines and "* OK [UIDVALIDITY %s] UIDs valid" % uidv in lines, lines
+    st, lines = c.ok("UID FETCH %s (FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[])" % uid)
+    assert len(lines) == 1
+    l = lines[0]
+    assert l.startswith("* 1 FETCH (UID %s " % uid), l
+    assert "FLAGS (\\Flagged \\Recent $Work)" in l and '"14-Jul-2020 10:00:00 +0200"' in l, l
+    assert "RFC822.SIZE %d" % len(data) in l, l
+    assert body in l.replace("\n", "", 1) or body in l, l
+    st, lines = c.ok("UID FETCH %s BODY[HEADER.FIELDS (SUBJECT)]" % uid)
+    assert "Subject: message 1" in lines[0] and "\\Seen" in lines[0], lines
+    st, lines = c.ok("UID SEARCH UNSEEN")
+    assert lines == ["* SEARCH %d" % (int(uid) + 1)], lines
+    st, lines = c.ok('SEARCH BODY "line two"')
+    assert lines == ["* SEARCH 1 2"], lines
+    st, lines = c.ok("SEARCH RETURN (MIN MAX COUNT) KEYWORD $Work")
+    assert lines == ['* ESEARCH (TAG "%s") MIN 1 MAX 1 COUNT 1' % ("t%d" % I4.tagn)], lines
+    st, lines = c.ok("FETCH 2 (BODYSTRUCTURE BINARY.SIZE[1])")
+    assert "BODYSTRUCTURE (\"text\" \"plain\"" in lines[0], lines
+    st, _ = c.cmd("APPEND Nope {3+}\r\nabc")
+    assert st.startswith("NO [TRYCREATE]"), st
+
+
+def test_copy_move_list_status_create_rename_delete(timap, clients):
+    t = timap
+    deliver(t, 5)
+    c = clients(t)
+    login(c)
+    st, lines = c.ok('LIST "" "*"')
+    names = {l.split(' "/" ')[1]: l for l in lines}
+    assert set(names) >= {"INBOX", "Archive", "Drafts", "Junk", "Sent", "Trash"}, lines
+    assert "\\Sent" in names["Sent"] and "\\Trash" in names["Trash"]
+    st, lines = c.ok('LIST (SPECIAL-USE) "" "*"')
+    assert len(lines) == 5 and all("\\HasNoChildren" in l for l in lines), lines
+    c.ok("CREATE Projects/Tern")
+    st, lines = c.ok('LIST "" "Projects*"')
+    assert any("\\HasChildren" in l and l.endswith("Projects") for l in lines), lines
+    c.ok("RENAME Projects/Tern Projects/Tern2")
+    st, lines = c.ok('LIST "" "Projects/%"')
+    assert lines == ['* LIST (\\HasNoChildren) "/" Projects/Tern2'], lines
+    st, _ = c.cmd("CREATE Projects/Tern2")
+    assert st.startswith("NO [ALREADYEXISTS]"), st
+    st, _ = c.cmd("CREATE ../escape")
+    assert st.startswith("NO"), st
+    c.ok("SELECT INBOX")
+    st, _ = c.ok("COPY 1:2 Projects/Tern2")
+    m = re.match(r"OK \[COPYUID (\d+) 1:2 1:2\]", st)
+    assert m, st
+    st, lines = c.ok("UID MOVE 3 Trash")
+    assert re.match(r"\* OK \[COPYUID \d+ 3 1\]", lines[0]), lines
+    assert lines[1] == "* 3 EXPUNGE", lines
+    st, _ = c.cmd("COPY 1 Nope")
+    assert st.startswith("NO [TRYCREATE]"), st
+    st, lines = c.ok("STATUS INBOX (MESSAGES UIDNEXT UNSEEN SIZE)")
+    assert re.match(r"\* STATUS INBOX \(MESSAGES 4 UIDNEXT 6 UNSEEN 4 SIZE \d+\)", lines[0]), lines
+    st, lines = c.ok("STATUS Projects/Tern2 (MESSAGES)")
+    assert lines == ["* STATUS Projects/Tern2 (MESSAGES 2)"], lines
+    c.ok("DELETE Projects/Tern2")
+    st, _ = c.cmd("STATUS Projects/Tern2 (MESSAGES)")
+    assert st.startswith("NO"), st
+    st, _ = c.cmd("DELETE INBOX")
+    assert st.startswith("NO"), st
+    # Maildir++ on disk
+    assert os.path.isdir(os.path.join(t.maildir(ALICE), ".Trash", "cur"))
+    c.ok("LOGOUT")
+
+
+def test_examine_readonly_and_bad_input(timap, clients):
+    t = timap
+    deliver(t, 2)
+    c = clients(t)
+    login(c)
+    st, lines = c.ok("EXAMINE INBOX")
+    assert "READ-ONLY" in st
+    c.ok("FETCH 1 BODY[TEXT]")
+    st, lines = c.ok("FETCH 1 FLAGS")
+    assert "\\Seen" not in lines[0], lines
+    st, _ = c.cmd("STORE 1 +FLAGS (\\Seen)")
+    assert st.startswith("NO [READ-ONLY]"), st
+    st, _ = c.cmd("FETCH 1 (NOSUCHITEM)")
+    assert st.startswith("BAD"), st
+    st, _ = c.cmd("SEARCH NOSUCHKEY")
+    assert st.startswith("BAD"), st
+    st, _ = c.cmd("FROB")
+    assert st.startswith("BAD"), st
+    c.ok("NOOP")
+
+
+def test_large_fetch_streams(timap, clients):
+    t = timap
+    big = "\r\n".join("line %06d %s" % (i, "x" * 60) for i in range(40000))  # ~2.9 MB
+    s = smtplib.SMTP("127.0.0.1", t.smtp_port, timeout=30)
+    s.sendmail("a@example.net", [ALICE], msg(1, big))
+    s.quit()
+    c = clients(t)
+    login(c)
+    c.ok("SELECT INBOX")
+    st, lines = c.ok("FETCH 1 BODY.PEEK[]", timeout=30)
+    assert len(lines[0]) > 2_800_000 and "line 039999" in lines[0]
+
+
+def test_curl_imap(timap):
+    t = timap
+    deliver(t, 2)
+    url = "imap://127.0.0.1:%d/INBOX;UID=1" % t.imap_port
+    p = subprocess.run(["curl", "-sS", "--max-time", "20", url, "-u", "%s:%s" % (ALICE, ALICEPW)],
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert b"Subject: message 1" in p.stdout and b"This is message 1." in p.stdout
+    p = subprocess.run(["curl", "-sS", "--max-time", "20", "imap://127.0.0.1:%d/" % t.imap_port,
+                        "-u", "%s:%s" % (ALICE, ALICEPW)], capture_output=True, timeout=30)
+    assert p.returncode == 0 and b"INBOX" in p.stdout, (p.stdout, p.stderr)
