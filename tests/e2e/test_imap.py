@@ -418,3 +418,90 @@ def test_curl_imap(timap):
     p = subprocess.run(["curl", "-sS", "--max-time", "20", "imap://127.0.0.1:%d/" % t.imap_port,
                         "-u", "%s:%s" % (ALICE, ALICEPW)], capture_output=True, timeout=30)
     assert p.returncode == 0 and b"INBOX" in p.stdout, (p.stdout, p.stderr)
+
+
+def b64(s):
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def scram_imap(c, user, pw, tamper=False):
+    """RFC 5802 / RFC 7677 client with SASL-IR; returns the tagged line."""
+    import hashlib
+    import hmac
+    cnonce = b64(os.urandom(18))
+    first_bare = "n=%s,r=%s" % (user, cnonce)
+    gs2 = "n,,"
+    c.send("s1 AUTHENTICATE SCRAM-SHA-256 %s\r\n" % b64(gs2 + first_bare))
+    l = c.line()
+    if not l.startswith("+ "):
+        return l
+    server_first = base64.b64decode(l[2:]).decode()
+    attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac("sha256", pw.encode(), base64.b64decode(attrs["s"]),
+                                 int(attrs["i"]))
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    without_proof = "c=%s,r=%s" % (b64(gs2), attrs["r"])
+    auth_msg = ",".join((first_bare, server_first, without_proof)).encode()
+    sig = hmac.new(stored_key, auth_msg, hashlib.sha256).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, sig))
+    if tamper:
+        proof = bytes([proof[0] ^ 1]) + proof[1:]
+    c.send(b64(without_proof + ",p=" + b64(proof)) + "\r\n")
+    l = c.line(timeout=15)
+    if l.startswith("+ "):
+        server_final = base64.b64decode(l[2:]).decode()
+        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+        assert server_final == "v=" + b64(hmac.new(server_key, auth_msg, hashlib.sha256).digest())
+        c.send("\r\n")
+        l = c.line()
+    return l
+
+
+def test_authenticate_scram(timap, clients):
+    t = timap
+    c = clients(t)
+    l = scram_imap(c, ALICE, ALICEPW)
+    assert l.startswith("s1 OK"), l
+    c.ok("SELECT INBOX")
+    d = clients(t)
+    l = scram_imap(d, ALICE, ALICEPW, tamper=True)
+    assert l.startswith("s1 NO"), l
+    t.wait_log(r"imap login failed user=alice@example.org method=SCRAM-SHA-256")
+
+
+def test_imap4rev2_session(timap, clients):
+    t = timap
+    deliver(t, 3)
+    c = clients(t)
+    login(c)
+    st, lines = c.ok("ENABLE IMAP4rev2")
+    assert lines == ["* ENABLED IMAP4rev2"], lines
+    st, lines = c.ok("SELECT INBOX")
+    assert "* 3 EXISTS" in lines and not any("RECENT" in l for l in lines), lines
+    st, lines = c.ok("FETCH 1:3 (FLAGS UID)")
+    assert lines == ["* %d FETCH (FLAGS () UID %d)" % (i, i) for i in (1, 2, 3)], lines
+    tag = "t%d" % (I4.tagn + 1)
+    st, lines = c.ok("UID SEARCH ALL")
+    assert lines == ['* ESEARCH (TAG "%s") UID ALL 1:3' % tag], lines
+    c.ok("LOGOUT")
+
+
+def test_timeout_and_shutdown_in_idle(make_tern, clients):
+    t = make_tern("imap_timeout = 2s\n", imap=True)
+    c = clients(t)
+    assert c.line(timeout=10).startswith("* BYE"), "autologout"
+    assert c.closed()
+    d = clients(t)
+    login(d)
+    d.ok("SELECT INBOX")
+    d.send("i IDLE\r\n")
+    assert d.line().startswith("+ ")
+    e = clients(t)
+    e.send("x AUTHENTICATE PLAIN\r\n")
+    assert e.line().startswith("+")
+    t0 = time.monotonic()
+    t.stop()
+    assert time.monotonic() - t0 < 10
+    assert d.line().startswith("* BYE")
+    assert e.line().startswith("* BYE")

@@ -774,6 +774,38 @@ static void test_fatal_misuse(void **state)
 	assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
 }
 
+/* SASL: raw line after raw line (SCRAM's final challenge is asked for
+ * while the previous client line is still the current event). */
+static void test_raw_lines_in_a_row(void **state)
+{
+	(void)state;
+	struct imap_parser_settings ps;
+	memset(&ps, 0, sizeof ps);
+	struct imap_parser *p = imap_parser_new(&ps);
+	static const char *const in[] = { "a AUTHENTICATE X\r\n", "abc\r\n", "\r\n", "b NOOP\r\n" };
+	struct imap_parse_event ev;
+	for (size_t i = 0; i < 4; i++) {
+		memset(&ev, 0, sizeof ev);
+		size_t used = imap_parser_feed(p, (const uint8_t *)in[i], strlen(in[i]), &ev);
+		if (ev.type == IMAP_PARSE_MORE)
+			used += imap_parser_feed(p, (const uint8_t *)in[i] + used,
+						 strlen(in[i]) - used, &ev);
+		assert_int_equal(used, strlen(in[i]));
+		if (i == 0 || i == 3) {
+			assert_int_equal(ev.type, IMAP_PARSE_COMMAND);
+			assert_string_equal(ev.name, i == 0 ? "AUTHENTICATE" : "NOOP");
+		} else {
+			assert_int_equal(ev.type, IMAP_PARSE_LINE);
+			assert_int_equal(ev.len, i == 1 ? 3 : 0);
+			if (i == 1)
+				assert_memory_equal(ev.data, "abc", 3);
+		}
+		if (i < 2)
+			imap_parser_read_line(p);
+	}
+	imap_parser_free(&p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -782,6 +814,7 @@ int main(void)
 		cmocka_unit_test(test_nonsync_modes), cmocka_unit_test(test_append_big),
 		cmocka_unit_test(test_accessors),   cmocka_unit_test(test_fetch_att),
 		cmocka_unit_test(test_fatal_misuse), cmocka_unit_test(test_settings_idle),
+		cmocka_unit_test(test_raw_lines_in_a_row),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1085,7 +1085,11 @@ void imap_parser_abort_command(struct imap_parser *p)
 
 void imap_parser_read_line(struct imap_parser *p)
 {
-	ASSERT(p->st == ST_LINE && !p->in_cmd && p->line.len == 0);
+	/* after a command, or right after the previous raw line (its data is
+	 * still in p->line, cleared by the pending RESET_CMD): SASL exchanges
+	 * ask for one line after another */
+	ASSERT(p->st == ST_LINE &&
+	       (p->reset == RESET_CMD || (!p->in_cmd && p->line.len == 0)));
 	/* the pending reset (if any) is applied by the next feed, so the
 	 * event that led here stays readable until then */
 	p->st = ST_RAWLINE;

@@ -938,7 +938,8 @@ void imap_server_shutdown(struct imap_server *s)
 	s->shutdown_req = true;
 	if (s->state == IS_LOGOUT || s->state == IS_TLS_WAIT || s->pending)
 		return;
-	if (s->idle || !s->in_cmd)
+	/* IDLE, or a SASL exchange waiting for the client's next line */
+	if (s->idle || s->in_sasl || !s->in_cmd)
 		imap_logout(s, "Server shutting down");
 }
 
