@@ -505,3 +505,63 @@ def test_timeout_and_shutdown_in_idle(make_tern, clients):
     assert time.monotonic() - t0 < 10
     assert d.line().startswith("* BYE")
     assert e.line().startswith("* BYE")
+
+
+def test_concurrent_sessions_stay_consistent(timap, clients):
+    """Several sessions on one mailbox appending, flagging and expunging at
+    once (plus SMTP deliveries): afterwards every session's view, after a
+    NOOP, equals a fresh session's (UIDs in order, same flags)."""
+    import threading
+    t = timap
+    deliver(t, 10)
+    n = 6
+    cs = [clients(t) for _ in range(n)]
+    for c in cs:
+        login(c)
+        c.ok("SELECT INBOX")
+    errors = []
+
+    def work(i, c):
+        try:
+            for k in range(6):
+                data = msg(100 + i * 10 + k).encode()
+                c.send("a%d APPEND INBOX {%d+}\r\n" % (k, len(data)))
+                c.send(data + b"\r\n")
+                assert c.read_until("a%d" % k)[-1].startswith("a%d OK" % k)
+                c.ok("UID STORE %d:* +FLAGS (\\Flagged)" % (1 + k + i))
+                if i % 2 == 0:
+                    c.ok("UID STORE %d +FLAGS (\\Deleted)" % (2 + i * 7 + k))
+                    c.ok("EXPUNGE")
+                c.ok("NOOP")
+        except Exception as e:  # reported below with the session number
+            errors.append((i, repr(e)))
+
+    th = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(cs)]
+    for x in th:
+        x.start()
+    deliver(t, 5, start=50)
+    for x in th:
+        x.join(60)
+    assert not errors, errors
+
+    def view(c):
+        c.ok("NOOP")
+        st, lines = c.ok("FETCH 1:* (UID FLAGS)")
+        out = []
+        for i, l in enumerate(lines, 1):
+            m = re.match(r"\* (\d+) FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)", l)
+            assert m and int(m.group(1)) == i, lines
+            out.append((int(m.group(2)), sorted(f for f in m.group(3).split() if f != "\\Recent")))
+        return out
+
+    fresh = clients(t)
+    login(fresh)
+    fresh.ok("EXAMINE INBOX")
+    want = view(fresh)
+    uids = [u for u, _ in want]
+    assert uids == sorted(uids) and len(set(uids)) == len(uids)
+    total = 10 + 5 + n * 6
+    assert total - (n // 2 + 1) * 6 <= len(want) < total, len(want)  # some were expunged
+    for c in cs:
+        assert view(c) == want
+    assert "AddressSanitizer" not in t.log_text()
