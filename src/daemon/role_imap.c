@@ -367,6 +367,19 @@ static enum imap_verdict op_select(void *ctx, struct imap_server *eng, const cha
 	r->n_keywords = s->n_sel_kw;
 	r->readonly = mbox_readonly(s->mb);
 	r->special = (enum imap_special)mbox_special_use(s->mb);
+	if (imap_server_rev2(s->eng)) {
+		/* RFC 9051 6.3.2: rev2's SELECT answer has the mailbox's LIST
+		 * line; its children attribute comes from the list */
+		struct mbox_info *v = NULL;
+		size_t nv = 0;
+		if (mstore_list(s->ms, &v, &nv, &e) == 0) {
+			for (size_t i = 0; i < nv; i++)
+				if (strcmp(v[i].name, mbox_name(s->mb)) == 0)
+					r->attrs = v[i].attrs & (MBOX_ATTR_HASCHILDREN |
+								 MBOX_ATTR_HASNOCHILDREN);
+			mbox_info_free(v, nv);
+		}
+	}
 	reg_add(s);
 	s->poll = ev_timer_add(s->base.srv->ev, POLL_MS, poll_fired, s);
 	return IMAP_OK;

@@ -479,6 +479,7 @@ def test_imap4rev2_session(timap, clients):
     assert lines == ["* ENABLED IMAP4rev2"], lines
     st, lines = c.ok("SELECT INBOX")
     assert "* 3 EXISTS" in lines and not any("RECENT" in l for l in lines), lines
+    assert '* LIST (\\HasNoChildren) "/" INBOX' in lines, lines
     st, lines = c.ok("FETCH 1:3 (FLAGS UID)")
     assert lines == ["* %d FETCH (FLAGS () UID %d)" % (i, i) for i in (1, 2, 3)], lines
     tag = "t%d" % (I4.tagn + 1)
