@@ -566,3 +566,167 @@ def test_concurrent_sessions_stay_consistent(timap, clients):
     for c in cs:
         assert view(c) == want
     assert "AddressSanitizer" not in t.log_text()
+
+
+def test_twenty_sessions_store_expunge_append_move(timap, clients):
+    """Issue 5's concurrency check: 20 sessions on one mailbox doing APPEND,
+    STORE, EXPUNGE and MOVE at once (with SMTP deliveries). Afterwards every
+    session's view equals a fresh session's, nothing is lost or duplicated,
+    and the moved messages are all in Archive."""
+    import threading
+    t = timap
+    deliver(t, 5)
+    n, per = 20, 4
+    cs = [clients(t) for _ in range(n)]
+    for c in cs:
+        login(c)
+        c.ok("SELECT INBOX")
+    errors, appended, expunged, moved = [], [], [], []
+    lock = threading.Lock()
+
+    def work(i, c):
+        try:
+            mine = []
+            for k in range(per):
+                data = msg(1000 + i * 10 + k).encode()
+                c.send("a%d APPEND INBOX {%d+}\r\n" % (k, len(data)))
+                c.send(data + b"\r\n")
+                st = c.read_until("a%d" % k)[-1]
+                m = re.search(r"\[APPENDUID \d+ (\d+)\]", st)
+                assert m, st
+                mine.append(int(m.group(1)))
+                c.ok("UID STORE %d +FLAGS (\\Flagged)" % mine[-1])
+                c.ok("NOOP")
+            if i % 2 == 0:
+                c.ok("UID STORE %d +FLAGS (\\Deleted)" % mine[0])
+                c.ok("UID EXPUNGE %d" % mine[0])
+            if i % 3 == 0:
+                c.ok("UID MOVE %d Archive" % mine[1])
+            c.ok("NOOP")
+            with lock:
+                appended.extend(mine)
+                if i % 2 == 0:
+                    expunged.append(mine[0])
+                if i % 3 == 0:
+                    moved.append(mine[1])
+        except Exception as e:  # reported below with the session number
+            errors.append((i, repr(e)))
+
+    th = [threading.Thread(target=work, args=(i, c)) for i, c in enumerate(cs)]
+    for x in th:
+        x.start()
+    deliver(t, 5, start=500)
+    for x in th:
+        x.join(120)
+    assert not errors, errors
+
+    def view(c):
+        c.ok("NOOP")
+        st, lines = c.ok("FETCH 1:* (UID FLAGS)")
+        out = []
+        for i, l in enumerate(lines, 1):
+            m = re.match(r"\* (\d+) FETCH \(UID (\d+) FLAGS \(([^)]*)\)\)", l)
+            assert m and int(m.group(1)) == i, lines
+            out.append((int(m.group(2)), sorted(f for f in m.group(3).split() if f != "\\Recent")))
+        return out
+
+    fresh = clients(t)
+    login(fresh)
+    fresh.ok("EXAMINE INBOX")
+    want = view(fresh)
+    uids = [u for u, _ in want]
+    assert uids == sorted(uids) and len(set(uids)) == len(uids)
+    assert len(appended) == n * per and len(set(appended)) == n * per
+    gone = set(expunged) | set(moved)
+    assert set(appended) - gone <= set(uids)
+    assert not (gone & set(uids))
+    assert len(want) == 10 + n * per - len(gone)
+    for u, flags in want:
+        if u in appended:
+            assert "\\Flagged" in flags
+    for c in cs:
+        assert view(c) == want
+    st, lines = fresh.ok("STATUS Archive (MESSAGES)")
+    assert any("MESSAGES %d" % len(moved) in l for l in lines), lines
+
+
+def test_kill9_during_mailbox_operations(timap, clients):
+    """Issue 5: a crash at any point leaves index and files consistent. A
+    client runs APPEND, STORE, COPY, MOVE and EXPUNGE in a loop while the
+    server is killed with SIGKILL at varying moments, five times. After each
+    restart: every acknowledged APPEND that was not acknowledged as expunged
+    or moved away is still in INBOX, UIDs are unique and ascending, each
+    mailbox's message count equals its files on disk, and no Message-ID
+    appears twice in one mailbox."""
+    import random
+    import threading
+    t = timap
+    rnd = random.Random(5)
+    acked = {}        # message number -> "inbox" | "gone" (acknowledged state)
+    counter = [0]
+
+    def loop(c, stop):
+        try:
+            while not stop.is_set():
+                counter[0] += 1
+                i = counter[0]
+                data = msg(2000 + i).encode()
+                c.send("a APPEND INBOX {%d+}\r\n" % len(data))
+                c.send(data + b"\r\n")
+                st = c.read_until("a")[-1]
+                uid = int(re.search(r"\[APPENDUID \d+ (\d+)\]", st).group(1))
+                acked[i] = "inbox"
+                c.ok("UID STORE %d +FLAGS (\\Seen)" % uid)
+                c.ok("UID COPY %d Archive" % uid)
+                if i % 3 == 0:
+                    c.ok("UID MOVE %d Trash" % uid)
+                    acked[i] = "gone"
+                elif i % 3 == 1:
+                    c.ok("UID STORE %d +FLAGS (\\Deleted)" % uid)
+                    c.ok("UID EXPUNGE %d" % uid)
+                    acked[i] = "gone"
+        except Exception:
+            pass   # the server died under us: expected
+
+    def on_disk(mbox_dir):
+        return sum(len(os.listdir(os.path.join(mbox_dir, d))) for d in ("cur", "new"))
+
+    root = t.maildir(ALICE)
+    for round_ in range(5):
+        c = clients(t)
+        login(c)
+        c.ok("SELECT INBOX")
+        stop = threading.Event()
+        th = threading.Thread(target=loop, args=(c, stop))
+        th.start()
+        time.sleep(0.2 + rnd.random() * 0.6)
+        t.proc.kill()
+        t.proc.wait(10)
+        stop.set()
+        th.join(20)
+        c.close()
+        # restart on the same data
+        t.proc = None
+        t.lines = []
+        t.ports = {}
+        t.start()
+        chk = clients(t)
+        login(chk)
+        for name, d in (("INBOX", root), ("Archive", os.path.join(root, ".Archive")),
+                        ("Trash", os.path.join(root, ".Trash"))):
+            st, lines = chk.ok("EXAMINE %s" % name)
+            exists = int([l for l in lines if l.endswith(" EXISTS")][0].split()[1])
+            assert exists == on_disk(d), (name, exists, on_disk(d))
+            if exists == 0:
+                continue
+            st, lines = chk.ok("FETCH 1:* (UID BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            uids = [int(re.search(r"UID (\d+)", l).group(1)) for l in lines if " FETCH " in l]
+            assert uids == sorted(uids) and len(set(uids)) == len(uids), (name, uids)
+            ids = re.findall(r"<m(\d+)@example\.net>", "\n".join(lines))
+            assert len(ids) == len(set(ids)), (name, ids)
+            if name == "INBOX":
+                present = {int(x) - 2000 for x in ids}
+                for i, state in acked.items():
+                    if state == "inbox" and i % 3 == 2:
+                        assert i in present, (round_, i, sorted(present))
+        chk.close()
