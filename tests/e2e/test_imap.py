@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import Lines
+from conftest import TERN, Lines
 
 ALICE, ALICEPW = "alice@example.org", "alicepw"
 BOB, BOBPW = "bob@example.org", "bobpw"
@@ -730,3 +730,72 @@ def test_kill9_during_mailbox_operations(timap, clients):
                     if state == "inbox" and i % 3 == 2:
                         assert i in present, (round_, i, sorted(present))
         chk.close()
+
+
+IMAP_NETNS_PROBE = r'''
+import json, re, socket, ssl, subprocess, sys
+p = subprocess.Popen([sys.argv[1], "serve", "-c", sys.argv[2]], stdout=subprocess.PIPE,
+                     stderr=subprocess.STDOUT, text=True)
+ports, log = {}, []
+for line in p.stdout:
+    log.append(line)
+    m = re.search(r"listening (\w+) \S+:(\d+)$", line.strip())
+    if m:
+        ports[m.group(1)] = int(m.group(2))
+    if "tern started" in line:
+        break
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+def rd(f, tag):
+    out = []
+    while True:
+        l = f.readline().decode().rstrip()
+        out.append(l)
+        if l.startswith(tag + " ") or not l:
+            return out
+s = socket.create_connection(("10.9.9.1", ports["imap"]), timeout=10)
+f = s.makefile("rb")
+out = {"greeting": f.readline().decode().rstrip()}
+s.sendall(b"a LOGIN alice@example.org alicepw\r\n"); out["login_plain"] = rd(f, "a")
+s.sendall(b"b STARTTLS\r\n"); out["starttls"] = rd(f, "b")
+s = ctx.wrap_socket(s); f = s.makefile("rb")
+s.sendall(b"c CAPABILITY\r\n"); out["caps_tls"] = rd(f, "c")
+s.sendall(b"d LOGIN alice@example.org alicepw\r\n"); out["login_tls"] = rd(f, "d")
+s.sendall(b"e LOGOUT\r\n"); rd(f, "e")
+p.terminate(); p.wait(20)
+out["log"] = "".join(log) + p.stdout.read()
+print(json.dumps(out))
+'''
+
+
+def test_logindisabled_for_non_loopback_plaintext(make_tern):
+    """IMAP's LOGINDISABLED (RFC 9051 6.2.3): a client on a non-loopback
+    address without TLS is offered no plaintext password mechanism and LOGIN
+    fails; after STARTTLS it works. Runs tern and the client in a private
+    network namespace where the client's address is 10.9.9.1."""
+    import json
+    import shutil
+    if not shutil.which("unshare"):
+        pytest.skip("unshare not available")
+    t = make_tern(imap=True, start=False)
+    with open(t.conf) as f:
+        conf = f.read().replace("127.0.0.1:0", "10.9.9.1:0")
+    ns_conf = os.path.join(t.dir, "netns.conf")
+    with open(ns_conf, "w") as f:
+        f.write(conf)
+    sh = "ip link set lo up && ip addr add 10.9.9.1/32 dev lo && exec python3 -c \"$PROBE\" \"$@\""
+    r = subprocess.run(["unshare", "-rn", "sh", "-c", sh, "sh", TERN, ns_conf],
+                       env=dict(os.environ, PROBE=IMAP_NETNS_PROBE), capture_output=True,
+                       text=True, timeout=60, cwd=t.dir)
+    if r.returncode != 0 and "unshare" in r.stderr and "Operation not permitted" in r.stderr:
+        pytest.skip("no unprivileged network namespaces here: " + r.stderr.strip())
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "client=10.9.9.1" in out["log"]
+    for bad in ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer"):
+        assert bad not in out["log"], out["log"][-4000:]
+    g = out["greeting"]
+    assert "LOGINDISABLED" in g and "AUTH=PLAIN" not in g and "STARTTLS" in g, g
+    assert not out["login_plain"][-1].startswith("a OK"), out["login_plain"]
+    caps = " ".join(out["caps_tls"])
+    assert "LOGINDISABLED" not in caps and "AUTH=PLAIN" in caps, caps
+    assert out["login_tls"][-1].startswith("d OK"), out["login_tls"]
