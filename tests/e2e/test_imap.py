@@ -799,3 +799,24 @@ def test_logindisabled_for_non_loopback_plaintext(make_tern):
     caps = " ".join(out["caps_tls"])
     assert "LOGINDISABLED" not in caps and "AUTH=PLAIN" in caps, caps
     assert out["login_tls"][-1].startswith("d OK"), out["login_tls"]
+
+
+def test_mailbox_names_utf7_utf8_and_escapes(timap, clients):
+    """Modified UTF-7 for IMAP4rev1 clients, UTF-8 after ENABLE UTF8=ACCEPT
+    (the same mailbox), and names that try to leave the account refused."""
+    c = clients(timap)
+    login(c)
+    c.ok('CREATE "Entw&APw-rfe"')                       # "Entwürfe" in modified UTF-7
+    st, lines = c.ok('LIST "" "*"')
+    assert any('"Entw&APw-rfe"' in l or " Entw&APw-rfe" in l for l in lines), lines
+    assert os.path.isdir(os.path.join(timap.maildir(ALICE), ".Entw&APw-rfe"))
+    for bad in ('"../escape"', '"a/../../b"', '"/abs"', '"x\\\\y/.."', '"&Jjo"', '"bad&-&"'):
+        st, _ = c.cmd("CREATE %s" % bad)
+        assert st.startswith("NO") or st.startswith("BAD"), (bad, st)
+    for root, dirs, files in os.walk(timap.data):
+        assert "escape" not in dirs and "b" not in dirs, (root, dirs)
+    u = clients(timap)
+    login(u)
+    u.ok("ENABLE UTF8=ACCEPT")
+    st, lines = u.ok('STATUS "Entwürfe" (MESSAGES)')   # sent as UTF-8
+    assert any("MESSAGES 0" in l for l in lines), lines
