@@ -44,6 +44,10 @@
 #include "store/maildir.h"
 
 #define POLL_MS 1000
+/* After this long without a command a selected session gives its SQLite
+ * connection back (mstore_suspend: ~100 KB and two file descriptors); the
+ * next command reopens it. IDLE sessions therefore cost little. */
+#define SUSPEND_AFTER_MS 5000
 
 struct imap_sess {
 	struct session base;
@@ -66,6 +70,8 @@ struct imap_sess {
 	int msg_fd;
 	uint32_t msg_uid;
 	unsigned fetched, stored, expunged, appended;
+	uint64_t last_input_ms; /* last bytes fed to the engine */
+	bool suspended;         /* ms gave its database connection back */
 };
 
 static struct imap_sess *registry;
@@ -318,7 +324,14 @@ static void poll_fired(struct evloop *ev, void *ctx)
 {
 	struct imap_sess *s = ctx;
 	s->poll = ev_timer_add(ev, POLL_MS, poll_fired, s);
+	if (s->ms && !s->suspended && !s->ap && !s->have_meta &&
+	    imap_server_want(s->eng) == PROTO_WANT_READ &&
+	    time_mono_ms() - s->last_input_ms >= SUSPEND_AFTER_MS) {
+		mstore_suspend(s->ms);
+		s->suspended = true;
+	}
 	if (s->mb && mbox_poll(s->mb)) {
+		s->suspended = false; /* the sync below reopens the database */
 		imap_server_mailbox_changed(s->eng);
 		conn_kick(s->base.conn); /* may close the session: last */
 	}
@@ -675,7 +688,10 @@ static const struct imap_server_ops imap_ops = {
 
 static size_t sess_feed(void *p, const uint8_t *data, size_t n)
 {
-	return imap_server_feed(((struct imap_sess *)p)->eng, data, n);
+	struct imap_sess *s = p;
+	s->last_input_ms = time_mono_ms();
+	s->suspended = false; /* any command may reopen the store */
+	return imap_server_feed(s->eng, data, n);
 }
 static enum proto_want sess_want(void *p)
 {
