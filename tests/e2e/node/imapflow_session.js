@@ -1,0 +1,193 @@
+// A real Node mail client session against Tern, driven by
+// tests/e2e/test_imap_clients.py: nodemailer sends three messages (one with an
+// attachment) through the SMTP port, then imapflow lists mailboxes, opens INBOX,
+// fetches envelope/flags/bodyStructure/source of every message, marks one \Seen,
+// moves one to Archive, appends one to Drafts, waits in IDLE for a delivery the
+// Python side makes, and logs out. Progress lines and the final result are JSON,
+// one object a line, on stdout ({"event": ...}); the Python test asserts on them.
+//
+// usage: node imapflow_session.js HOST IMAP_PORT SMTP_PORT USER PASS SECURE(0|1)
+'use strict';
+
+const { ImapFlow } = require('imapflow');
+const nodemailer = require('nodemailer');
+
+const [host, imapPort, smtpPort, user, pass, secureArg] = process.argv.slice(2);
+const secure = secureArg === '1';
+
+function out(obj) {
+	process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+function withTimeout(promise, ms, what) {
+	let timer;
+	return Promise.race([
+		promise,
+		new Promise((_, reject) => {
+			timer = setTimeout(() => reject(new Error('timeout: ' + what)), ms);
+		}),
+	]).finally(() => clearTimeout(timer));
+}
+
+// A structure summary the test can compare: type, parameters that matter, children.
+function summarize(node) {
+	if (!node) {
+		return null;
+	}
+	const s = { type: node.type };
+	if (node.disposition) {
+		s.disposition = node.disposition;
+	}
+	if (node.dispositionParameters && node.dispositionParameters.filename) {
+		s.filename = node.dispositionParameters.filename;
+	}
+	if (node.encoding) {
+		s.encoding = node.encoding;
+	}
+	if (node.size !== undefined) {
+		s.size = node.size;
+	}
+	if (node.childNodes) {
+		s.children = node.childNodes.map(summarize);
+	}
+	return s;
+}
+
+async function send() {
+	const transport = nodemailer.createTransport({
+		host, port: Number(smtpPort), secure: false,
+		// the server offers STARTTLS with a self-signed certificate
+		tls: { rejectUnauthorized: false },
+		connectionTimeout: 10000, greetingTimeout: 10000, socketTimeout: 15000,
+	});
+	const sent = [];
+	for (let i = 1; i <= 3; i++) {
+		const m = {
+			from: `Node Sender <node${i}@example.net>`,
+			to: user,
+			subject: `node message ${i}`,
+			messageId: `<node${i}@example.net>`,
+			text: `Hello from nodemailer, message ${i}.\n`,
+		};
+		if (i === 2) {
+			m.attachments = [{
+				filename: 'report.bin',
+				content: Buffer.from(Array.from({ length: 3000 }, (_, k) => k % 256)),
+				contentType: 'application/octet-stream',
+			}];
+		}
+		const info = await transport.sendMail(m);
+		sent.push({ messageId: info.messageId, accepted: info.accepted, response: info.response });
+	}
+	transport.close();
+	return sent;
+}
+
+async function main() {
+	const result = { sent: await send() };
+	out({ event: 'sent' });
+
+	const client = new ImapFlow({
+		host, port: Number(imapPort), secure,
+		auth: { user, pass },
+		tls: { rejectUnauthorized: false },
+		logger: false,
+		disableAutoIdle: true,
+		connectionTimeout: 10000, greetingTimeout: 10000, socketTimeout: 30000,
+	});
+	await client.connect();
+	result.secure = client.secureConnection;
+	result.capabilities = Array.from(client.capabilities.keys()).sort();
+
+	const list = await client.list();
+	result.list = list.map((b) => ({ path: b.path, specialUse: b.specialUse || null,
+		delimiter: b.delimiter, flags: Array.from(b.flags || []).sort() }));
+
+	const mb = await client.mailboxOpen('INBOX');
+	result.inbox = { exists: mb.exists, uidValidity: String(mb.uidValidity), uidNext: mb.uidNext,
+		permanentFlags: Array.from(mb.permanentFlags || []).sort() };
+
+	const msgs = await client.fetchAll('1:*', { uid: true, envelope: true, flags: true,
+		bodyStructure: true, source: true, size: true, internalDate: true });
+	result.messages = msgs.map((m) => ({
+		seq: m.seq, uid: m.uid, size: m.size,
+		messageId: m.envelope.messageId, subject: m.envelope.subject,
+		from: (m.envelope.from || []).map((a) => a.address),
+		to: (m.envelope.to || []).map((a) => a.address),
+		flags: Array.from(m.flags || []).sort(),
+		internalDate: m.internalDate ? m.internalDate.toISOString() : null,
+		structure: summarize(m.bodyStructure),
+		sourceLength: m.source.length,
+		source: m.source.toString('latin1'),
+	}));
+
+	const byId = {};
+	for (const m of msgs) {
+		byId[m.envelope.messageId] = m;
+	}
+	const first = byId['<node1@example.net>'];
+	const second = byId['<node2@example.net>'];
+	if (!first || !second) {
+		throw new Error('sent messages not found in INBOX: ' + Object.keys(byId).join(' '));
+	}
+	result.seen = await client.messageFlagsAdd(String(first.uid), ['\\Seen'], { uid: true });
+	const moved = await client.messageMove(String(second.uid), 'Archive', { uid: true });
+	result.move = { destination: moved.destination,
+		uidMap: moved.uidMap ? Array.from(moved.uidMap.entries()) : null };
+	const draft = 'From: ' + user + '\r\nTo: someone@example.net\r\nSubject: node draft\r\n' +
+		'Message-ID: <nodedraft@example.net>\r\n\r\nUnfinished thoughts.\r\n';
+	const app = await client.append('Drafts', draft, ['\\Draft']);
+	result.append = { destination: app.destination, uid: app.uid,
+		uidValidity: app.uidValidity !== undefined ? String(app.uidValidity) : null };
+	const after = await client.fetchAll('1:*', { uid: true, flags: true, envelope: true });
+	result.inboxAfter = after.map((m) => ({ uid: m.uid, messageId: m.envelope.messageId,
+		flags: Array.from(m.flags).sort() }));
+
+	// IDLE: tell the Python side we are idling; it delivers one message by SMTP.
+	let gotExists;
+	const existsSeen = new Promise((resolve) => { gotExists = resolve; });
+	client.on('exists', (data) => gotExists({ count: data.count, prevCount: data.prevCount }));
+	const idleDone = client.idle();
+	const idleStart = Date.now();
+	while (!client.idling && Date.now() - idleStart < 5000) {
+		await new Promise((r) => setTimeout(r, 20));
+	}
+	out({ event: 'idle', idling: Boolean(client.idling) });
+	const t0 = Date.now();
+	result.idleExists = await withTimeout(existsSeen, 15000, 'EXISTS during IDLE');
+	result.idleExists.ms = Date.now() - t0;
+	// any command ends the IDLE (imapflow sends DONE first)
+	const last = await client.fetchOne('*', { uid: true, envelope: true });
+	await withTimeout(idleDone, 10000, 'IDLE to end');
+	result.idleMessage = { uid: last.uid, messageId: last.envelope.messageId };
+
+	// IDLE again: the Python side flags one message and expunges another from a
+	// second session; both reach us as untagged FETCH and EXPUNGE while idling.
+	let gotFlags, gotExpunge;
+	const flagsSeen = new Promise((resolve) => { gotFlags = resolve; });
+	const expungeSeen = new Promise((resolve) => { gotExpunge = resolve; });
+	client.on('flags', (data) => gotFlags({ seq: data.seq, uid: data.uid || null,
+		flags: Array.from(data.flags || []).sort() }));
+	client.on('expunge', (data) => gotExpunge({ seq: data.seq }));
+	const idle2Done = client.idle();
+	const idle2Start = Date.now();
+	while (!client.idling && Date.now() - idle2Start < 5000) {
+		await new Promise((r) => setTimeout(r, 20));
+	}
+	out({ event: 'idle2', idling: Boolean(client.idling) });
+	result.idleFlags = await withTimeout(flagsSeen, 15000, 'FETCH FLAGS during IDLE');
+	result.idleExpunge = await withTimeout(expungeSeen, 15000, 'EXPUNGE during IDLE');
+	await client.noop();
+	await withTimeout(idle2Done, 10000, 'second IDLE to end');
+	result.existsAfterExpunge = client.mailbox.exists;
+
+	await client.logout();
+	result.loggedOut = true;
+	out({ event: 'result', result });
+}
+
+main().then(() => process.exit(0), (err) => {
+	out({ event: 'error', message: String(err && err.stack || err),
+		response: err && err.response, code: err && err.code });
+	process.exit(1);
+});
