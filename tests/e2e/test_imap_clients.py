@@ -493,7 +493,22 @@ def test_imapflow_nodemailer(timap, node_env, secure):
     parts = [p for p in parsed.walk() if p.get_filename() == "report.bin"]
     assert len(parts) == 1 and parts[0].get_payload(decode=True) == bytes(k % 256 for k in range(3000))
 
+    assert "IMAP4REV2" in [e.upper() for e in r["enabled"]], r["enabled"]  # imapflow runs rev2
+    assert r["download"] == {"length": 3000, "same": True, "contentType": "application/octet-stream",
+                             "filename": "report.bin"}, r["download"]
+    assert r["part1"] == "Hello from nodemailer, message 2.\r\n", r["part1"]
     assert r["seen"] is True
+    assert r["searchUnseen"] == [2, 3], r["searchUnseen"]
+    assert r["searchSubject"] == [3], r["searchSubject"]
+    assert r["searchHeader"] == [2], r["searchHeader"]
+    assert r["searchBody"] == [2], r["searchBody"]
+    assert r["created"]["path"] == "Projekte/Größe" and r["created"]["created"] is True, r["created"]
+    assert r["renamed"]["newPath"] == "Projekte/Übersicht", r["renamed"]
+    assert r["deleted"]["path"] == "Temp", r["deleted"]
+    assert "Projekte/Übersicht" in r["listAfter"] and "Temp" not in r["listAfter"], r["listAfter"]
+    assert "Projekte/Größe" not in r["listAfter"], r["listAfter"]
+    st = r["statusRenamed"]
+    assert (st["path"], st["messages"], st["uidNext"], st["unseen"]) == ("Projekte/Übersicht", 0, 1, 0), st
     assert r["move"]["destination"] == "Archive"
     assert r["move"]["uidMap"] == [[2, 1]], r["move"]
     assert r["append"]["destination"] == "Drafts" and r["append"]["uid"] == 1, r["append"]
@@ -516,6 +531,8 @@ def test_imapflow_nodemailer(timap, node_env, secure):
                                     (4, "<idle1@example.net>", ())]
     assert srv["Archive"]["msgs"] == [(1, "<node2@example.net>", ())]
     assert srv["Drafts"]["msgs"] == [(1, "<nodedraft@example.net>", ("\\Draft",))]
+    # an IMAP4rev1 session sees the UTF-8 name in modified UTF-7 (RFC 3501 5.1.3)
+    assert "Projekte/&ANw-bersicht" in srv and "Projekte/Gr&APY-&AN8-e" not in srv, sorted(srv)
     # the flags are mirrored into the INBOX file names for other Maildir tools
     names = [os.path.basename(p) for p in t.messages(ALICE, "cur") + t.messages(ALICE, "new")]
     assert len(names) == 2 and sum(n.endswith(":2,FS") for n in names) == 1, names

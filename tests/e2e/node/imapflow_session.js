@@ -98,6 +98,7 @@ async function main() {
 	await client.connect();
 	result.secure = client.secureConnection;
 	result.capabilities = Array.from(client.capabilities.keys()).sort();
+	result.enabled = Array.from(client.enabled || []).sort();
 
 	const list = await client.list();
 	result.list = list.map((b) => ({ path: b.path, specialUse: b.specialUse || null,
@@ -130,7 +131,38 @@ async function main() {
 	if (!first || !second) {
 		throw new Error('sent messages not found in INBOX: ' + Object.keys(byId).join(' '));
 	}
+	// the attachment through imapflow's download (BINARY.PEEK[2] when offered)
+	const dl = await client.download(String(second.uid), '2', { uid: true });
+	const chunks = [];
+	for await (const chunk of dl.content) {
+		chunks.push(chunk);
+	}
+	const body = Buffer.concat(chunks);
+	let same = body.length === 3000;
+	for (let k = 0; same && k < 3000; k++) {
+		same = body[k] === k % 256;
+	}
+	result.download = { length: body.length, same, contentType: dl.meta.contentType,
+		filename: dl.meta.filename || null };
+	const part1 = await client.fetchOne(String(second.uid), { uid: true, bodyParts: ['1'] },
+		{ uid: true });
+	result.part1 = part1.bodyParts.get('1').toString();
+
 	result.seen = await client.messageFlagsAdd(String(first.uid), ['\\Seen'], { uid: true });
+	result.searchUnseen = await client.search({ seen: false }, { uid: true });
+	result.searchSubject = await client.search({ subject: 'node message 3' }, { uid: true });
+	result.searchHeader = await client.search({ header: { 'message-id': '<node2@example.net>' } },
+		{ uid: true });
+	result.searchBody = await client.search({ body: 'message 2.' }, { uid: true });
+
+	// mailboxes with non-ASCII names (UTF-8 once UTF8=ACCEPT/IMAP4rev2 is enabled)
+	result.created = await client.mailboxCreate('Projekte/Größe');
+	result.renamed = await client.mailboxRename('Projekte/Größe', 'Projekte/Übersicht');
+	await client.mailboxCreate('Temp');
+	result.deleted = await client.mailboxDelete('Temp');
+	result.listAfter = (await client.list()).map((b) => b.path).sort();
+	result.statusRenamed = await client.status('Projekte/Übersicht',
+		{ messages: true, uidNext: true, unseen: true });
 	const moved = await client.messageMove(String(second.uid), 'Archive', { uid: true });
 	result.move = { destination: moved.destination,
 		uidMap: moved.uidMap ? Array.from(moved.uidMap.entries()) : null };
