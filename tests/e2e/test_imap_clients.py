@@ -301,6 +301,75 @@ def test_mbsync_two_way(timap, tmp_path, tls):
     assert local_state(local) == before_loc
 
 
+def letters(flags):
+    return "".join(sorted(FLAG_LETTER[f] for f in flags if f in FLAG_LETTER))
+
+
+def assert_converged(srv, loc):
+    """Same folders, the same messages once each, the same flags on both sides."""
+    assert sorted(loc) == sorted(srv), (sorted(loc), sorted(srv))
+    for name in srv:
+        s = {m[1]: letters(m[2]) for m in srv[name]["msgs"]}
+        assert len(s) == len(srv[name]["msgs"]), ("duplicate on the server", name)
+        l = {m[0]: m[1] for m in loc[name]}
+        assert len(l) == len(loc[name]), ("duplicate locally", name)
+        assert l == s, (name, sorted(set(l.items()) ^ set(s.items()))[:10])
+
+
+def test_mbsync_many_messages_and_odd_names(timap, tmp_path):
+    """300 messages (mbsync pipelines its commands) and mailbox names with a
+    space, a dot and modified UTF-7 on the server, a space and a dot locally."""
+    t = timap
+    n = 300
+    s = smtplib.SMTP("127.0.0.1", t.smtp_port, timeout=30)
+    for i in range(n):
+        s.sendmail("sender@example.net", [ALICE], msg("v%d@example.net" % i, "volume %d" % i,
+                                                      "line of message %d\r\n" % i * 20))
+    s.quit()
+    c = imap_login(t)
+    ok(c.create("Entw&APw-rfe"))
+    ok(c.create('"Big Box"'))
+    ok(c.append("Entw&APw-rfe", None, None, msg("u1@example.net", "umlaut", "u").encode()))
+    ok(c.append('"Big Box"', "(\\Answered)", None, msg("bb1@example.net", "space", "b").encode()))
+    c.logout()
+    base = str(tmp_path / "mbsync")
+    rc, local = write_mbsyncrc(t, base, False)
+    for folder, mid in (("Old Mail", "old1@example.net"), ("Work.2024", "dot1@example.net")):
+        for sub in ("cur", "new", "tmp"):
+            os.makedirs(os.path.join(local, folder, sub))
+        with open(os.path.join(local, folder, "cur", "1700000000.P9Q9.localhost:2,S"), "wb") as fh:
+            fh.write(msg(mid, "local " + folder, "b").encode())
+
+    mbsync(rc, base, timeout=120)
+    srv, loc = server_state(t), local_state(local)
+    assert_converged(srv, loc)
+    assert len(loc["INBOX"]) == n
+    for name in ("Entw&APw-rfe", "Big Box", "Old Mail", "Work.2024"):
+        assert len(srv[name]["msgs"]) == 1, (name, srv[name])
+    assert srv["Big Box"]["msgs"][0][2] == ("\\Answered",)
+    assert srv["Old Mail"]["msgs"][0][2] == ("\\Seen",)
+
+    # every INBOX message read locally; the first half expunged on the server
+    for mid, flags, fn in loc["INBOX"]:
+        base_name = os.path.basename(fn).split(":2,", 1)[0]
+        os.rename(os.path.join(local, "INBOX", fn),
+                  os.path.join(local, "INBOX", "cur", base_name + ":2,S"))
+    c = imap_login(t)
+    ok(c.select("INBOX"))
+    ok(c.store("1:%d" % (n // 2), "+FLAGS", "(\\Deleted)"))
+    ok(c.expunge())
+    c.logout()
+    mbsync(rc, base, timeout=120)
+    srv, loc = server_state(t), local_state(local)
+    assert_converged(srv, loc)
+    assert len(srv["INBOX"]["msgs"]) == n // 2
+    assert all(m[2] == ("\\Seen",) for m in srv["INBOX"]["msgs"]), srv["INBOX"]["msgs"][:5]
+
+    mbsync(rc, base, timeout=120)
+    assert server_state(t) == srv
+    assert local_state(local) == loc
+
+
 # ---- curl (what test_imap.py's test_curl_imap does not do) ------------------------
 
 
@@ -351,6 +420,24 @@ def test_curl_search_examine_and_imaps(timap):
     # and STARTTLS on the plain port, required by --ssl-reqd
     out = curl(plain + "/INBOX;UID=3", "--insecure", "--ssl-reqd")
     assert "body of c3@example.net." in out, out
+    # APPEND by upload (-T), then fetch it back by UID with the UIDVALIDITY checked, and by MAILINDEX
+    up = os.path.join(t.dir, "upload.eml")
+    with open(up, "wb") as fh:
+        fh.write(msg("up1@example.net", "uploaded by curl", "uploaded body").encode())
+    curl(plain + "/Drafts", "-T", up)
+    c = imap_login(t)
+    st = ok(c.status("Drafts", "(UIDVALIDITY MESSAGES)"))[0].decode()
+    c.logout()
+    assert "MESSAGES 1" in st, st
+    uidvalidity = re.search(r"UIDVALIDITY (\d+)", st).group(1)
+    out = curl(plain + "/Drafts;UIDVALIDITY=%s;UID=1" % uidvalidity)
+    assert "Message-ID: <up1@example.net>" in out and "uploaded body" in out, out
+    out = curl(plain + "/Drafts;MAILINDEX=1;SECTION=HEADER")
+    assert "Subject: uploaded by curl" in out and "uploaded body" not in out, out
+    # SASL: AUTHENTICATE PLAIN (with SASL-IR, which curl uses when offered) and LOGIN
+    for mech in ("PLAIN", "LOGIN"):
+        out = curl(plain + "/INBOX;UID=1", "--login-options", "AUTH=" + mech)
+        assert "body of c1@example.net." in out, (mech, out)
     # curl without --insecure must refuse the self-signed certificate (the test checks TLS is real)
     p = subprocess.run(["curl", "-sS", "--max-time", "20", "-u", "%s:%s" % (ALICE, ALICEPW),
                         tls + "/"], capture_output=True, timeout=30, stdin=subprocess.DEVNULL)
