@@ -599,6 +599,10 @@ def test_imapflow_nodemailer(timap, node_env, secure):
     assert r["move"]["destination"] == "Archive"
     assert r["move"]["uidMap"] == [[2, 1]], r["move"]
     assert r["append"]["destination"] == "Drafts" and r["append"]["uid"] == 1, r["append"]
+    assert r["copy"] == {"destination": "Trash", "uidMap": [[1, 1]]}, r["copy"]
+    assert r["trashFlags"] == ["$Label1", "\\Answered", "\\Seen"], r["trashFlags"]
+    assert r["trashHeaders"].strip() == "Subject: node message 1", r["trashHeaders"]
+    assert r["trashDeleted"] is True and r["trashExists"] == 0, (r["trashDeleted"], r["trashExists"])
     assert r["inboxAfter"] == [
         {"uid": 1, "messageId": "<node1@example.net>", "flags": ["\\Seen"]},
         {"uid": 3, "messageId": "<node3@example.net>", "flags": []},
@@ -618,6 +622,7 @@ def test_imapflow_nodemailer(timap, node_env, secure):
                                     (4, "<idle1@example.net>", ())]
     assert srv["Archive"]["msgs"] == [(1, "<node2@example.net>", ())]
     assert srv["Drafts"]["msgs"] == [(1, "<nodedraft@example.net>", ("\\Draft",))]
+    assert srv["Trash"]["msgs"] == [] and srv["Trash"]["uidnext"] == 2, srv["Trash"]
     # an IMAP4rev1 session sees the UTF-8 name in modified UTF-7 (RFC 3501 5.1.3)
     assert "Projekte/&ANw-bersicht" in srv and "Projekte/Gr&APY-&AN8-e" not in srv, sorted(srv)
     # the flags are mirrored into the INBOX file names for other Maildir tools

@@ -171,6 +171,23 @@ async function main() {
 	const app = await client.append('Drafts', draft, ['\\Draft']);
 	result.append = { destination: app.destination, uid: app.uid,
 		uidValidity: app.uidValidity !== undefined ? String(app.uidValidity) : null };
+	// COPY to Trash, a keyword there, then UID EXPUNGE of just that copy (UIDPLUS)
+	const copied = await client.messageCopy(String(first.uid), 'Trash', { uid: true });
+	result.copy = { destination: copied.destination,
+		uidMap: copied.uidMap ? Array.from(copied.uidMap.entries()) : null };
+	const trashLock = await client.getMailboxLock('Trash');
+	try {
+		await client.messageFlagsAdd('1', ['$Label1', '\\Answered'], { uid: true });
+		const tr = await client.fetchOne('1', { uid: true, flags: true, headers: ['subject'] },
+			{ uid: true });
+		result.trashFlags = Array.from(tr.flags).sort();
+		result.trashHeaders = tr.headers.toString();
+		result.trashDeleted = await client.messageDelete('1', { uid: true });
+		result.trashExists = client.mailbox.exists;
+	} finally {
+		trashLock.release();
+	}
+	await client.mailboxOpen('INBOX');
 	const after = await client.fetchAll('1:*', { uid: true, flags: true, envelope: true });
 	result.inboxAfter = after.map((m) => ({ uid: m.uid, messageId: m.envelope.messageId,
 		flags: Array.from(m.flags).sort() }));
