@@ -144,12 +144,20 @@ def mids(msgs):
 # ---- mbsync (isync) -------------------------------------------------------------
 
 
-def mbsync(rc, home, timeout=90):
+def mbsync(rc, home, timeout=90, allow=()):
     p = subprocess.run(["mbsync", "-c", rc, "-a", "-V"], capture_output=True, text=True,
                        timeout=timeout, env=dict(os.environ, HOME=home), stdin=subprocess.DEVNULL)
-    assert p.returncode == 0, "mbsync failed (%d):\n%s\n%s" % (p.returncode, p.stdout[-4000:],
-                                                               p.stderr[-4000:])
-    return p.stdout + p.stderr
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, "mbsync failed (%d):\n%s" % (p.returncode, out[-6000:])
+    # mbsync tolerates some server oddities with a warning: none is expected,
+    # except its remarks on LOGIN without TLS, new local Maildirs, Maildir
+    # mtime granularity, and what the caller allows
+    allow = ("Password is being sent in the clear", "Maildir notice: no UIDVALIDITY, creating new.",
+             "Maildir notice: sleeping due to recent directory modification.") + tuple(allow)
+    odd = [l for l in out.splitlines() if re.search(r"warning|error|notice|unexpected|bogus", l, re.I)
+           and not any(a in l for a in allow)]
+    assert not odd, "mbsync warnings:\n" + "\n".join(odd[:20])
+    return out
 
 
 def write_mbsyncrc(t, base, tls):
@@ -359,7 +367,9 @@ def test_mbsync_many_messages_and_odd_names(timap, tmp_path):
     ok(c.store("1:%d" % (n // 2), "+FLAGS", "(\\Deleted)"))
     ok(c.expunge())
     c.logout()
-    mbsync(rc, base, timeout=120)
+    # read here, expunged there: mbsync reports those as conflicts (the expunge wins)
+    out = mbsync(rc, base, timeout=120, allow=("Notice: conflicting changes in",))
+    assert out.count("Notice: conflicting changes in") == n // 2, out[-3000:]
     srv, loc = server_state(t), local_state(local)
     assert_converged(srv, loc)
     assert len(srv["INBOX"]["msgs"]) == n // 2
@@ -523,11 +533,9 @@ def test_imapflow_nodemailer(timap, node_env, secure):
         assert run.event(30)["event"] == "sent"
         ev = run.event(30)
         assert ev == {"event": "idle", "idling": True}, ev
-        time.sleep(0.3)  # let the IDLE command reach the server
         deliver(t, ["idle1@example.net"])
         ev = run.event(30)
         assert ev == {"event": "idle2", "idling": True}, ev
-        time.sleep(0.3)
         c = imap_login(t)
         ok(c.select("INBOX"))
         ok(c.uid("STORE", "1", "+FLAGS", "(\\Flagged)"))

@@ -83,6 +83,39 @@ async function send() {
 	return sent;
 }
 
+// imapflow logs "Initiated IDLE" when the server's continuation arrives: only
+// then is the session really idling, so only then may the Python side act.
+let idleAcks = 0;
+function stderrLog(level) {
+	return (entry) => {
+		let text;
+		try {
+			text = JSON.stringify(entry);
+		} catch {
+			text = String(entry && entry.msg);
+		}
+		process.stderr.write(level + ' ' + text + '\n');
+	};
+}
+const logger = {
+	debug: (entry) => {
+		if (entry && typeof entry.msg === 'string' && entry.msg.startsWith('Initiated IDLE')) {
+			idleAcks++;
+		}
+	},
+	info: () => {},
+	warn: stderrLog('warn'),
+	error: stderrLog('error'),
+};
+
+async function idleAcknowledged(n) {
+	const start = Date.now();
+	while (idleAcks < n && Date.now() - start < 10000) {
+		await new Promise((r) => setTimeout(r, 20));
+	}
+	return idleAcks >= n;
+}
+
 async function main() {
 	const result = { sent: await send() };
 	out({ event: 'sent' });
@@ -91,7 +124,7 @@ async function main() {
 		host, port: Number(imapPort), secure,
 		auth: { user, pass },
 		tls: { rejectUnauthorized: false },
-		logger: false,
+		logger,
 		disableAutoIdle: true,
 		connectionTimeout: 10000, greetingTimeout: 10000, socketTimeout: 30000,
 	});
@@ -197,11 +230,7 @@ async function main() {
 	const existsSeen = new Promise((resolve) => { gotExists = resolve; });
 	client.on('exists', (data) => gotExists({ count: data.count, prevCount: data.prevCount }));
 	const idleDone = client.idle();
-	const idleStart = Date.now();
-	while (!client.idling && Date.now() - idleStart < 5000) {
-		await new Promise((r) => setTimeout(r, 20));
-	}
-	out({ event: 'idle', idling: Boolean(client.idling) });
+	out({ event: 'idle', idling: await idleAcknowledged(1) });
 	const t0 = Date.now();
 	result.idleExists = await withTimeout(existsSeen, 15000, 'EXISTS during IDLE');
 	result.idleExists.ms = Date.now() - t0;
@@ -219,11 +248,7 @@ async function main() {
 		flags: Array.from(data.flags || []).sort() }));
 	client.on('expunge', (data) => gotExpunge({ seq: data.seq }));
 	const idle2Done = client.idle();
-	const idle2Start = Date.now();
-	while (!client.idling && Date.now() - idle2Start < 5000) {
-		await new Promise((r) => setTimeout(r, 20));
-	}
-	out({ event: 'idle2', idling: Boolean(client.idling) });
+	out({ event: 'idle2', idling: await idleAcknowledged(2) });
 	result.idleFlags = await withTimeout(flagsSeen, 15000, 'FETCH FLAGS during IDLE');
 	result.idleExpunge = await withTimeout(expungeSeen, 15000, 'EXPUNGE during IDLE');
 	await client.noop();
