@@ -607,6 +607,19 @@ def test_imapflow_nodemailer(timap, node_env, secure):
     assert r["move"]["destination"] == "Archive"
     assert r["move"]["uidMap"] == [[2, 1]], r["move"]
     assert r["append"]["destination"] == "Drafts" and r["append"]["uid"] == 1, r["append"]
+    assert r["imported"] == {"datedUid": 1, "nulUid": 2, "internalDate": "2020-01-02T03:04:05.000Z",
+                             "flags": ["$Work", "\\Seen"],
+                             # BODY[] and BODY[1] may not carry NUL: the server sends 0x80
+                             # instead (as Dovecot does); BINARY[1] has the octet itself
+                             "nulSource": "Subject: nul\r\nMessage-ID: <nul@example.net>\r\n\r\n"
+                                          "binary \x80 byte\r\n",
+                             "nulPart": "binary \x80 byte\r\n",
+                             "nulBinary": "binary \x00 byte\r\n",
+                             "search": [1, 2], "since": [1]}, r["imported"]
+    ls = {b["path"]: b["status"] for b in r["listStatus"]}
+    assert ls["INBOX"] == {"path": "INBOX", "messages": 2, "unseen": 1, "uidNext": 4}, ls
+    assert ls["Archive"] == {"path": "Archive", "messages": 1, "unseen": 1, "uidNext": 2}, ls
+    assert ls["Imported"] == {"path": "Imported", "messages": 2, "unseen": 1, "uidNext": 3}, ls
     assert r["copy"] == {"destination": "Trash", "uidMap": [[1, 1]]}, r["copy"]
     assert r["trashFlags"] == ["$Label1", "\\Answered", "\\Seen"], r["trashFlags"]
     assert r["trashHeaders"].strip() == "Subject: node message 1", r["trashHeaders"]

@@ -204,6 +204,43 @@ async function main() {
 	const app = await client.append('Drafts', draft, ['\\Draft']);
 	result.append = { destination: app.destination, uid: app.uid,
 		uidValidity: app.uidValidity !== undefined ? String(app.uidValidity) : null };
+	// APPEND with an INTERNALDATE and a keyword, and a message with a NUL byte
+	// (imapflow sends that as a literal8 when BINARY is offered)
+	await client.mailboxCreate('Imported');
+	const dated = await client.append('Imported', 'Subject: dated\r\nMessage-ID: <dated@example.net>\r\n' +
+		'\r\nold\r\n', ['\\Seen', '$Work'], new Date('2020-01-02T03:04:05Z'));
+	const nul = await client.append('Imported', 'Subject: nul\r\nMessage-ID: <nul@example.net>\r\n' +
+		'\r\nbinary \u0000 byte\r\n', []);
+	const imp = await client.getMailboxLock('Imported');
+	try {
+		const d = await client.fetchOne(String(dated.uid), { uid: true, internalDate: true, flags: true },
+			{ uid: true });
+		const read = async (part) => {
+			const dl = await client.download(String(nul.uid), part, { uid: true });
+			const chunks = [];
+			for await (const chunk of dl.content) {
+				chunks.push(chunk);
+			}
+			return Buffer.concat(chunks).toString('latin1');
+		};
+		result.imported = { datedUid: dated.uid, nulUid: nul.uid,
+			internalDate: d.internalDate.toISOString(), flags: Array.from(d.flags).sort(),
+			// download() fetches BODY[] and BODY[1] (no NUL allowed there); binary: BINARY[1]
+			nulSource: await read(undefined),
+			nulPart: await read('1'),
+			nulBinary: (await client.fetchOne(String(nul.uid), { uid: true, bodyParts: ['1'] },
+				{ uid: true, binary: true })).bodyParts.get('1').toString('latin1'),
+			search: await client.search({ or: [{ keyword: '$Work' }, { body: 'binary' }] }, { uid: true }),
+			since: await client.search({ since: new Date('2019-12-31'), before: new Date('2020-01-05') },
+				{ uid: true }) };
+	} finally {
+		imp.release();
+	}
+	await client.mailboxOpen('INBOX');
+	// LIST-STATUS (RFC 5819)
+	result.listStatus = (await client.list({ statusQuery: { messages: true, unseen: true, uidNext: true } }))
+		.map((b) => ({ path: b.path, status: b.status }));
+
 	// COPY to Trash, a keyword there, then UID EXPUNGE of just that copy (UIDPLUS)
 	const copied = await client.messageCopy(String(first.uid), 'Trash', { uid: true });
 	result.copy = { destination: copied.destination,
