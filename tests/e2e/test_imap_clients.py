@@ -144,6 +144,11 @@ def mids(msgs):
 # ---- mbsync (isync) -------------------------------------------------------------
 
 
+def need_mbsync():
+    if not shutil.which("mbsync"):
+        pytest.fail("mbsync not installed (Debian package isync; tools/deps.sh installs it)")
+
+
 def mbsync(rc, home, timeout=90, allow=()):
     p = subprocess.run(["mbsync", "-c", rc, "-a", "-V"], capture_output=True, text=True,
                        timeout=timeout, env=dict(os.environ, HOME=home), stdin=subprocess.DEVNULL)
@@ -208,8 +213,7 @@ def local_file(state, folder, mid):
 
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "imaps"])
 def test_mbsync_two_way(timap, tmp_path, tls):
-    if not shutil.which("mbsync"):
-        pytest.fail("mbsync not installed (Debian package isync; tools/deps.sh installs it)")
+    need_mbsync()
     t = timap
     base = str(tmp_path / "mbsync")
     rc, local = write_mbsyncrc(t, base, tls)
@@ -327,6 +331,7 @@ def assert_converged(srv, loc):
 def test_mbsync_many_messages_and_odd_names(timap, tmp_path):
     """300 messages (mbsync pipelines its commands) and mailbox names with a
     space, a dot and modified UTF-7 on the server, a space and a dot locally."""
+    need_mbsync()
     t = timap
     n = 300
     s = smtplib.SMTP("127.0.0.1", t.smtp_port, timeout=30)
