@@ -476,7 +476,7 @@ def node_env():
         pytest.fail("node and npm are needed for the imapflow test (Debian packages nodejs, npm)")
     if not node_modules_ready():
         try:
-            p = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            p = subprocess.run([npm, "ci", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel=error"],
                                cwd=NODE_DIR, capture_output=True, text=True, timeout=300,
                                stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
