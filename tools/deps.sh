@@ -5,7 +5,7 @@ set -euo pipefail
 # What each make target needs: `make`/`make run` only the build, `make check` the
 # test tools too, `make bench` also GMime (the message library's yardstick).
 build=(gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev zlib1g-dev libc-ares-dev openssl)
-test=(libcmocka-dev clang libclang-rt-14-dev curl python3 python3-pytest swaks fetchmail)
+test=(libcmocka-dev clang libclang-rt-14-dev curl python3 python3-pytest swaks fetchmail isync)
 bench=(python3 libgmime-3.0-dev)
 case "${1:-test}" in
 	build) pkgs=("${build[@]}") ;;
