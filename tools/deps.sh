@@ -7,6 +7,12 @@ set -euo pipefail
 build=(gcc make pkg-config libssl-dev libsqlite3-dev libcrypt-dev zlib1g-dev libc-ares-dev openssl)
 test=(libcmocka-dev clang libclang-rt-14-dev curl python3 python3-pytest swaks fetchmail isync)
 bench=(python3 libgmime-3.0-dev)
+# Node.js for the imapflow/nodemailer tests: Debian's packages only when no
+# node is installed at all (a NodeSource node ships its own npm and must not
+# be mixed with Debian's npm package).
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+	test+=(nodejs npm)
+fi
 case "${1:-test}" in
 	build) pkgs=("${build[@]}") ;;
 	test) pkgs=("${build[@]}" "${test[@]}") ;;
