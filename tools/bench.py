@@ -505,7 +505,9 @@ def imap_idle_measure(args, users, fill, want, budget, label):
         t0 = time.monotonic()
         conns, errors = loop.run_until_complete(imap_idle_open(port, users, want, budget))
         t_open = time.monotonic() - t0
-        time.sleep(1)
+        # a selected session gives its index connection back after 5 s
+        # without a command (role_imap.c): measure once all have settled
+        time.sleep(7)
         rss = rss_kb(srv.proc.pid)
         n = len(conns)
         # server CPU while every session sits in IDLE (each selected session

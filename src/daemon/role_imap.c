@@ -18,12 +18,13 @@
  * implicit \Seen of FETCH, SMTP delivery through role_imap_delivered()) the
  * other sessions of the same account and mailbox get
  * imap_server_mailbox_changed(). Files dropped in by other programs are
- * found by a 1 s timer calling mbox_poll() (four stat() calls) while a
+ * found by a 1 s timer calling mbox_poll_files() (two stat() calls) while a
  * mailbox is selected. */
 #include "daemon/role_imap.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -324,16 +325,25 @@ static void poll_fired(struct evloop *ev, void *ctx)
 {
 	struct imap_sess *s = ctx;
 	s->poll = ev_timer_add(ev, POLL_MS, poll_fired, s);
+	if (s->mb && mbox_poll_files(s->mb)) {
+		s->suspended = false; /* the sync reopens the database */
+		imap_server_mailbox_changed(s->eng);
+		conn_kick(s->base.conn); /* may close the session: last */
+		return;
+	}
 	if (s->ms && !s->suspended && !s->ap && !s->have_meta &&
 	    imap_server_want(s->eng) == PROTO_WANT_READ &&
 	    time_mono_ms() - s->last_input_ms >= SUSPEND_AFTER_MS) {
 		mstore_suspend(s->ms);
 		s->suspended = true;
-	}
-	if (s->mb && mbox_poll(s->mb)) {
-		s->suspended = false; /* the sync below reopens the database */
-		imap_server_mailbox_changed(s->eng);
-		conn_kick(s->base.conn); /* may close the session: last */
+		/* SQLite's freed page caches stay in malloc's arenas otherwise;
+		 * give them back to the kernel, at most once a second. */
+		static uint64_t last_trim;
+		uint64_t now = time_mono_ms();
+		if (now - last_trim >= 1000) {
+			last_trim = now;
+			malloc_trim(0);
+		}
 	}
 }
 

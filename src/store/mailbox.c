@@ -99,7 +99,19 @@ struct mstore {
 	char *host;
 	char rand[17];
 	unsigned seq;
+	/* mbox_meta's statement per "want" combination, prepared once per
+	 * connection: FETCH calls it for every message, and parsing the SQL
+	 * each time cost more than running it. */
+	sqlite3_stmt *meta_st[16];
 };
+
+static void meta_cache_drop(struct mstore *s)
+{
+	for (size_t i = 0; i < N_ELEMENTS(s->meta_st); i++) {
+		sqlite3_finalize(s->meta_st[i]);
+		s->meta_st[i] = NULL;
+	}
+}
 
 struct mrow {
 	int64_t id;
@@ -1417,6 +1429,7 @@ int mstore_open(const char *root, struct mstore **s_r, struct mbox_err *err)
 void mstore_suspend(struct mstore *s)
 {
 	ASSERT(s->db == NULL || sqlite3_get_autocommit(s->db));
+	meta_cache_drop(s);
 	sqlite3_close(s->db);
 	s->db = NULL;
 }
@@ -1426,6 +1439,7 @@ void mstore_close(struct mstore **sp)
 	struct mstore *s = *sp;
 	if (!s)
 		return;
+	meta_cache_drop(s);
 	sqlite3_close(s->db);
 	free(s->root);
 	free(s->host);
@@ -2247,6 +2261,20 @@ bool mbox_poll(struct mbox *m)
 	return memcmp(v, m->poll, sizeof v) != 0;
 }
 
+bool mbox_poll_files(struct mbox *m)
+{
+	if (!m->dir)
+		return true;
+	/* as mbox_poll, but only new/ and cur/: the index's own files change
+	 * when an idle session closes its connection (the WAL checkpoint) */
+	int64_t newest = m->poll[0] > m->poll[1] ? m->poll[0] : m->poll[1];
+	if (newest == 0 || newest >= m->poll_at - MTIME_SETTLE_NS)
+		return true;
+	int64_t v[POLL_N];
+	poll_stat(m, m->dir, v);
+	return v[0] != m->poll[0] || v[1] != m->poll[1];
+}
+
 /* Refresh for a session: scan if needed, claim \Recent, in one transaction
  * (left open on success). */
 static int session_refresh(struct mbox *m, bool force, struct mrow *r, struct mbox_err *err)
@@ -2608,15 +2636,23 @@ int mbox_meta(struct mbox *m, uint32_t uid, unsigned want, struct mbox_meta *r,
 	      struct mbox_err *err)
 {
 	memset(r, 0, sizeof *r);
-	sqlite3_stmt *st = meta_stmt(m, want, err);
-	if (!st)
-		return -1;
+	sqlite3_stmt **slot = &m->s->meta_st[want & 15];
+	if (*slot && m->s->db) {
+		sqlite3_reset(*slot);
+		sqlite3_bind_int64(*slot, 1, m->id);
+	} else {
+		sqlite3_finalize(*slot);
+		*slot = meta_stmt(m, want, err);
+		if (!*slot)
+			return -1;
+	}
+	sqlite3_stmt *st = *slot;
 	sqlite3_bind_int64(st, 2, uid);
 	sqlite3_bind_int64(st, 3, uid);
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		meta_read(st, r);
-	sqlite3_finalize(st);
+	sqlite3_reset(st); /* kept for the next message; reset ends its read */
 	if (rc == SQLITE_ROW)
 		return 0;
 	if (rc == SQLITE_DONE)

@@ -322,6 +322,11 @@ int mbox_changes_since(struct mbox *m, uint64_t since, struct mbox_changes *ch,
  * True means "maybe": call mbox_sync. Within 2 s of a change it always says
  * true, so a change in the same clock tick is never missed. */
 bool mbox_poll(struct mbox *m);
+/* mbox_poll for one process whose sessions tell each other about index
+ * changes (daemon/role_imap.c's registry): only files added, removed or
+ * renamed in new/ and cur/ by other programs count, so a session's own
+ * mstore_suspend (which touches the index files) does not wake it. */
+bool mbox_poll_files(struct mbox *m);
 
 /* Message metadata. `want` selects the cached blobs to load. */
 enum mbox_want {
