@@ -9,6 +9,7 @@ data directory. Results are written as a Markdown section to --out.
 """
 import argparse
 import asyncio
+import gc
 import os
 import platform
 import re
@@ -196,7 +197,12 @@ def bench_pop3(args):
     idle = rss_kb(srv.proc.pid)
     for r, w in conns:
         w.close()
+    # let the transports really close their sockets before the loop goes
+    # (otherwise they linger until garbage collection and later sections
+    # run out of file descriptors)
+    loop.run_until_complete(asyncio.sleep(0.2))
     loop.close()
+    gc.collect()
     srv.stop()
     per = (idle - base) / n
     print(f"POP3: {rate:.0f} RETR/s of 50 KiB with 20 clients; {per:.1f} KiB per idle connection")
@@ -711,7 +717,12 @@ def main():
     idle_rss = rss_kb(srv.proc.pid)
     for r, w in conns:
         w.close()
+    # let the transports really close their sockets before the loop goes
+    # (otherwise they linger until garbage collection and later sections
+    # run out of file descriptors)
+    loop.run_until_complete(asyncio.sleep(0.2))
     loop.close()
+    gc.collect()
     srv.stop()
     print(f"{args.idle} idle connections: RSS {idle_rss / 1024:.1f} MiB (at start {base / 1024:.1f} MiB)")
 
