@@ -6,7 +6,7 @@
 set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-/usr/bin/python3}
-FUZZ_SECS=${FUZZ_SECS:-10}
+FUZZ_SECS=${FUZZ_SECS:-5}
 passed=0
 failed=0
 failures=()
