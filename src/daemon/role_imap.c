@@ -22,7 +22,6 @@
  * mailbox is selected. */
 #include "daemon/role_imap.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdlib.h>
@@ -764,19 +763,6 @@ static const struct proto_session_ops conn_ops = {
 	.closed = sess_closed,
 };
 
-/* Loopback clients may send passwords in the clear (the same rule as POP3
- * and SMTP AUTH): nothing crosses a network. */
-static bool is_loopback(const char *addr)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-	if (inet_pton(AF_INET, addr, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, addr, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6);
-	return false;
-}
-
 void role_imap_accept(struct server *srv, const struct server_listener *sl, int fd,
 		      const char *peer, int port)
 {
@@ -787,7 +773,7 @@ void role_imap_accept(struct server *srv, const struct server_listener *sl, int 
 	bool implicit = sl->proto == LP_IMAPS;
 	s->set = (struct imap_server_settings){
 		.hostname = cfg->hostname,
-		.plaintext_auth = cfg->allow_plaintext_auth || is_loopback(peer),
+		.plaintext_auth = session_plaintext_ok(&s->base),
 		.starttls_offered = s->base.tls != NULL,
 		.tls_active = implicit,
 		.literal_plus = true,

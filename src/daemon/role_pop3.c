@@ -11,7 +11,6 @@
  * still running is cancelled (it finishes on its own). */
 #include "daemon/role_pop3.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,19 +316,6 @@ static const struct proto_session_ops conn_ops = {
 	.closed = sess_closed,
 };
 
-/* Loopback clients may send passwords in the clear (the same rule for POP3,
- * IMAP and SMTP AUTH): nothing crosses a network. */
-static bool is_loopback(const char *addr)
-{
-	struct in_addr a4;
-	struct in6_addr a6;
-	if (inet_pton(AF_INET, addr, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (inet_pton(AF_INET6, addr, &a6) == 1)
-		return IN6_IS_ADDR_LOOPBACK(&a6);
-	return false;
-}
-
 void role_pop3_accept(struct server *srv, const struct server_listener *sl, int fd,
 		      const char *peer, int port)
 {
@@ -341,7 +327,7 @@ void role_pop3_accept(struct server *srv, const struct server_listener *sl, int 
 	s->set = (struct pop3_server_settings){
 		.hostname = cfg->hostname,
 		.apop = cfg->pop3_apop,
-		.plaintext_auth = cfg->allow_plaintext_auth || is_loopback(peer),
+		.plaintext_auth = session_plaintext_ok(&s->base),
 		.stls_offered = s->base.tls != NULL,
 		.tls_active = implicit,
 	};

@@ -8,6 +8,7 @@
  * before the loop reads any network input. */
 #include "daemon/server.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <grp.h>
@@ -97,6 +98,22 @@ void session_init(struct session *s, struct server *srv, const char *proto, cons
 	s->proto = proto;
 	s->free_fn = free_fn;
 	srv->nconns++;
+}
+
+static bool is_loopback(const char *addr)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, addr, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	if (inet_pton(AF_INET6, addr, &a6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&a6);
+	return false;
+}
+
+bool session_plaintext_ok(const struct session *s)
+{
+	return s->cfg->allow_plaintext_auth || is_loopback(s->peer);
 }
 
 void session_destroy(struct session *s)

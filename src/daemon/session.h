@@ -26,6 +26,12 @@ void session_init(struct session *s, struct server *srv, const char *proto, cons
 /* Calls free_fn, drops the references, releases the connection slot, frees s. */
 void session_destroy(struct session *s);
 
+/* The one rule for passwords in the clear (POP3 USER/PASS, AUTH PLAIN/LOGIN,
+ * IMAP LOGIN, later SMTP AUTH): allowed from loopback clients, where nothing
+ * crosses a network, or everywhere with allow_plaintext_auth = yes. TLS is
+ * checked by the engines themselves. */
+bool session_plaintext_ok(const struct session *s);
+
 const char *listener_proto_name(enum listener_proto p);
 
 #endif
