@@ -91,6 +91,26 @@ static const struct cfg_def cfg_defs[] = {
 	{ "imap_timeout", T_DURATION, OFF(imap_timeout), "30m", 1, 86400,
 	  "Idle time after which an IMAP session is closed (RFC 9051 5.4: at least 30m). "
 	  "IDLE sessions count as idle too; clients renew IDLE well within it." },
+	{ "queue_retry", T_DURATION, OFF(queue_retry), "5m", 1, 86400,
+	  "First retry delay after a temporary delivery failure (s/m/h/d suffixes); "
+	  "doubled after each failed attempt, at most 4h." },
+	{ "queue_lifetime", T_DURATION, OFF(queue_lifetime), "5d", 1, 60 * 86400,
+	  "How long a message may stay queued before it is returned to the sender as "
+	  "undeliverable." },
+	{ "queue_delay_warning", T_DURATION, OFF(queue_delay_warning), "4h", 1, 60 * 86400,
+	  "Age of a queued message at which its sender gets a \"delayed\" notice (RFC 3464)." },
+	{ "dns_servers", T_LISTEN, OFF(dns_servers), "", 0, 0,
+	  "DNS resolvers for outbound mail, addr:port list, e.g. \"127.0.0.1:53\"; "
+	  "empty = those of /etc/resolv.conf." },
+	{ "relay_host", T_STR, OFF(relay_host), "", 0, 0,
+	  "Smarthost: send all outbound mail to this host:port instead of looking up MX "
+	  "records; empty = deliver directly." },
+	{ "relay_auth", T_STR, OFF(relay_auth), "", 0, 0,
+	  "user:password for AUTH to relay_host (only over TLS); empty = no AUTH." },
+	{ "relay_max_connections", T_UINT, OFF(relay_max_connections), "100", 1, 100000,
+	  "Concurrent outbound SMTP connections, all destinations together." },
+	{ "relay_max_per_domain", T_UINT, OFF(relay_max_per_domain), "10", 1, 10000,
+	  "Concurrent outbound SMTP connections to one destination domain." },
 };
 #define NKEYS N_ELEMENTS(cfg_defs)
 

@@ -45,6 +45,14 @@ struct config {
 	bool pop3_apop;            /* offer APOP (timestamp in the POP3 greeting) */
 	uint64_t pop3_timeout;     /* seconds */
 	uint64_t imap_timeout;     /* seconds, at least 30 minutes (RFC 9051 5.4) */
+	uint64_t queue_retry;         /* seconds: first retry delay, doubled per attempt */
+	uint64_t queue_lifetime;      /* seconds in the queue before a bounce */
+	uint64_t queue_delay_warning; /* seconds before a "delayed" DSN */
+	struct cfg_list dns_servers;  /* addr:port; empty = /etc/resolv.conf */
+	char *relay_host;             /* smarthost host:port, "" = MX delivery */
+	char *relay_auth;             /* user:password for the smarthost, "" = none */
+	uint64_t relay_max_connections;
+	uint64_t relay_max_per_domain;
 
 	/* Line where each key was set (0 = default), in table order. */
 	unsigned *lines;

@@ -31,6 +31,7 @@
 #include "daemon/privdrop.h"
 #include "daemon/role_smtp.h"
 #include "io/jobs.h"
+#include "queue/queue.h"
 #include "daemon/session.h"
 #include "io/conn.h"
 #include "io/evloop.h"
@@ -527,6 +528,11 @@ static void raise_fd_limit(void)
 	}
 }
 
+void server_queue_changed(struct server *srv)
+{
+	(void)srv; /* the outbound scheduler (issue 6) hooks in here */
+}
+
 int server_main(const char *path)
 {
 	struct server srv_s = { 0 }, *srv = &srv_s;
@@ -585,6 +591,18 @@ int server_main(const char *path)
 		return 1;
 	}
 	make_demo_account(srv);
+	srv->queue = queue_open(cfg->data_dir, QUEUE_OPEN_SERVER, &err);
+	if (!srv->queue) {
+		fprintf(stderr, "tern: %s\n", err);
+		free(err);
+		return 1;
+	}
+	queue_set_policy(srv->queue, &(struct queue_policy){
+					     .retry = (int64_t)cfg->queue_retry,
+					     .lifetime = (int64_t)cfg->queue_lifetime,
+					     .delay_warn = (int64_t)cfg->queue_delay_warning,
+					     .hostname = cfg->hostname,
+				     });
 
 	srv->ev = evloop_new();
 	/* signals first: signalfd needs them blocked before any thread starts */
@@ -623,6 +641,7 @@ int server_main(const char *path)
 		 (unsigned long long)batches);
 	jobs_free(&srv->jobs);
 	throttle_free(&srv->throttle);
+	queue_close(&srv->queue);
 	accounts_close(&srv->accounts);
 	tls_ctx_unref(&srv->tls);
 	ev_async_free(&srv->commit_async);

@@ -19,6 +19,8 @@ struct conn;
 struct ev_async;
 struct jobs;
 struct throttle;
+struct queue;
+struct relay;
 
 enum listener_proto {
 	LP_SMTP,
@@ -37,6 +39,8 @@ struct server {
 	struct committer *committer;
 	struct jobs *jobs;         /* password checks and other slow work */
 	struct throttle *throttle; /* failed logins per client address */
+	struct queue *queue;       /* outbound queue, server handle (loop thread) */
+	struct relay *relay;       /* outbound delivery scheduler, NULL until started */
 	struct ev_async *commit_async;
 	struct tls_ctx *tls; /* current certificate; sessions take a reference */
 	struct server_listener *listeners;
@@ -61,5 +65,9 @@ int server_main(const char *config_path);
 
 /* Release a connection slot of addr (called when a session ends). */
 void server_conn_released(struct server *srv, const char *addr);
+
+/* Something was added to the queue (submission, a DSN): let the outbound
+ * scheduler look at it now rather than at its next timer. */
+void server_queue_changed(struct server *srv);
 
 #endif
