@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "auth/sasl.h"
+#include "auth/sasl_wire.h"
 #include "base/util.h"
 #include "proto/imap/imap_int.h"
 
@@ -58,45 +59,6 @@ void imap_sasl_end(struct imap_server *s)
 	}
 }
 
-static char *scram_username(const uint8_t *p, size_t n)
-{
-	/* RFC 5802 7: gs2-header "," [authzid] "," then "n=" saslname */
-	const uint8_t *c1 = n ? memchr(p, ',', n) : NULL;
-	if (!c1)
-		return NULL;
-	const uint8_t *c2 = memchr(c1 + 1, ',', n - (size_t)(c1 + 1 - p));
-	if (!c2)
-		return NULL;
-	const uint8_t *u = c2 + 1, *end = p + n;
-	if (end - u < 3 || u[0] != 'n' || u[1] != '=')
-		return NULL;
-	u += 2;
-	const uint8_t *e = memchr(u, ',', (size_t)(end - u));
-	if (!e || e == u)
-		return NULL;
-	char *out = xmalloc((size_t)(e - u) + 1);
-	size_t o = 0;
-	for (const uint8_t *q = u; q < e; q++) {
-		if (*q == '\0')
-			goto bad;
-		if (*q != '=') {
-			out[o++] = (char)*q;
-			continue;
-		}
-		if (e - q >= 3 && q[1] == '2' && q[2] == 'C')
-			out[o++] = ',';
-		else if (e - q >= 3 && q[1] == '3' && q[2] == 'D')
-			out[o++] = '=';
-		else
-			goto bad;
-		q += 2;
-	}
-	out[o] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
-}
 
 static void sasl_done(struct imap_server *s, bool ok)
 {
@@ -139,10 +101,10 @@ static void auth_step(struct imap_server *s, const uint8_t *in, size_t n, bool h
 		s->sasl_had_input = true;
 		if (scram) {
 			free(s->sasl_claimed);
-			s->sasl_claimed = scram_username(in, n);
+			s->sasl_claimed = sasl_wire_scram_username(in, n);
 		}
 		char *user = NULL;
-		if (s->ops->scram_prepare && scram && (user = scram_username(in, n)) != NULL) {
+		if (s->ops->scram_prepare && scram && (user = sasl_wire_scram_username(in, n)) != NULL) {
 			buf_clear(&s->sasl_in);
 			buf_xappend(&s->sasl_in, in, n);
 			enum imap_verdict v = s->ops->scram_prepare(s->ctx, s, user);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "auth/sasl.h"
+#include "auth/sasl_wire.h"
 #include "base/util.h"
 #include "proto/pop3/pop3_int.h"
 
@@ -263,45 +264,7 @@ static void sasl_failed(struct pop3_server *s, bool credentials, const char *tex
 
 char *pop3_scram_username(const uint8_t *p, size_t n)
 {
-	/* gs2-header = gs2-cbind-flag "," [authzid] ","; then "n=" saslname */
-	if (n == 0)
-		return NULL;
-	const uint8_t *c1 = memchr(p, ',', n);
-	if (!c1)
-		return NULL;
-	const uint8_t *c2 = memchr(c1 + 1, ',', n - (size_t)(c1 + 1 - p));
-	if (!c2)
-		return NULL;
-	const uint8_t *u = c2 + 1, *end = p + n;
-	if (end - u < 3 || u[0] != 'n' || u[1] != '=')
-		return NULL;
-	u += 2;
-	const uint8_t *e = memchr(u, ',', (size_t)(end - u));
-	if (!e || e == u)
-		return NULL;
-	char *out = xmalloc((size_t)(e - u) + 1);
-	size_t o = 0;
-	for (const uint8_t *q = u; q < e; q++) {
-		if (*q == '\0')
-			goto bad;
-		if (*q != '=') {
-			out[o++] = (char)*q;
-			continue;
-		}
-		/* "=2C" is ',' and "=3D" is '=' */
-		if (e - q >= 3 && q[1] == '2' && q[2] == 'C')
-			out[o++] = ',';
-		else if (e - q >= 3 && q[1] == '3' && q[2] == 'D')
-			out[o++] = '=';
-		else
-			goto bad;
-		q += 2;
-	}
-	out[o] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
+	return sasl_wire_scram_username(p, n);
 }
 
 static void auth_step(struct pop3_server *s, const uint8_t *in, size_t n, bool has_input)
