@@ -84,8 +84,9 @@ struct smtp_sess {
 	struct rcpt *rcpts;
 	size_t nrcpts;
 	size_t nremote;
+	size_t nsuccess;	 /* local recipients with NOTIFY=SUCCESS (non-null sender) */
 	struct delivery *d;
-	size_t queue_target;	 /* index of the spool copy in d, if nremote */
+	size_t queue_target;	 /* index of the spool copy in d, if nremote + nsuccess */
 	struct buf hdr;		 /* submission: the header being held back */
 	bool hdr_done;
 	const char *hdr_refusal; /* submission: why From:/Sender: failed, or NULL */
@@ -108,6 +109,7 @@ static void free_rcpts(struct smtp_sess *s)
 	s->rcpts = NULL;
 	s->nrcpts = 0;
 	s->nremote = 0;
+	s->nsuccess = 0;
 }
 
 static void reset_tx(struct smtp_sess *s)
@@ -313,6 +315,8 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 	s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof *s->rcpts);
 	s->rcpts[s->nrcpts++] = (struct rcpt){ addr, users, (size_t)n, false, r->notify,
 						r->orcpt ? xstrdup(r->orcpt) : NULL };
+	if ((r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0])
+		s->nsuccess++;
 	return APP_OK;
 }
 
@@ -390,7 +394,7 @@ static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
 			}
 		}
 	}
-	if (s->nremote) {
+	if (s->nremote || s->nsuccess) {
 		/* the outbound copy: no Return-Path (not a final delivery) */
 		s->queue_target = delivery_ntargets(s->d);
 		if (delivery_add_target(s->d, queue_spool_root(s->base.srv->queue), NULL, &err) <
@@ -563,16 +567,58 @@ static void log_accepted(struct smtp_sess *s, uint64_t size)
 	buf_deinit(&b);
 }
 
-/* The spool copy is durable: register it with its envelope. 0 or -1. */
-static int enqueue_remote(struct smtp_sess *s, struct delivery *d)
+static bool wants_success_dsn(const struct smtp_sess *s, const struct rcpt *r)
+{
+	return !r->remote && (r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0];
+}
+
+/* RFC 3461 5.2.2 for final local deliveries: the message is in the queue
+ * with those recipients (see enqueue_spool); record them delivered, and
+ * queue_notify() builds the "delivered" DSN to the sender (and drops the
+ * message if nothing else is left in it). Best effort: the mail itself is
+ * delivered whatever happens here. */
+static void local_success_dsn(struct smtp_sess *s, uint32_t first, size_t n)
+{
+	struct queue *q = s->base.srv->queue;
+	struct queue_result *res = xcalloc(n, sizeof *res);
+	for (size_t i = 0; i < n; i++)
+		res[i] = (struct queue_result){
+			.rcpt = first + (uint32_t)i,
+			.outcome = QUEUE_OUT_DELIVERED,
+			.err = { 250, "2.0.0", "250 2.0.0 Ok: delivered to mailbox", NULL },
+		};
+	char *err = NULL;
+	char dsn[17] = "";
+	int64_t now = time_unix();
+	if (queue_record(q, s->qid, res, n, now, &err) < 0 ||
+	    queue_notify(q, s->qid, now, dsn, &err) < 0) {
+		log_warnx("%s smtp success DSN for %s failed: %s", s->base.id, s->qid,
+			  err ? err : "?");
+		free(err);
+	} else if (dsn[0]) {
+		log_info("%s smtp dsn queued=%s action=delivered for=%s", s->base.id, dsn, s->qid);
+	}
+	free(res);
+}
+
+/* The spool copy is durable: register it with its envelope (remote
+ * recipients first, then local ones that asked for a success DSN). 0 or -1. */
+static int enqueue_spool(struct smtp_sess *s, struct delivery *d)
 {
 	const char *rel = delivery_target_file(d, s->queue_target);
-	struct queue_rcpt_spec *v = xcalloc(s->nremote, sizeof *v);
+	struct queue_rcpt_spec *v = xcalloc(s->nremote + s->nsuccess, sizeof *v);
 	size_t n = 0;
 	for (size_t i = 0; i < s->nrcpts; i++)
 		if (s->rcpts[i].remote)
 			v[n++] = (struct queue_rcpt_spec){ s->rcpts[i].addr, s->rcpts[i].orcpt,
 							   s->rcpts[i].notify };
+	size_t nlocal = 0;
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (wants_success_dsn(s, &s->rcpts[i])) {
+			v[n++] = (struct queue_rcpt_spec){ s->rcpts[i].addr, s->rcpts[i].orcpt,
+							   s->rcpts[i].notify };
+			nlocal++;
+		}
 	struct queue_envelope env = {
 		.sender = s->from ? s->from : "",
 		.envid = s->envid,
@@ -593,6 +639,8 @@ static int enqueue_remote(struct smtp_sess *s, struct delivery *d)
 		s->qid[0] = '\0';
 		return -1;
 	}
+	if (nlocal)
+		local_success_dsn(s, (uint32_t)(n - nlocal), nlocal);
 	server_queue_changed(s->base.srv);
 	return 0;
 }
@@ -602,7 +650,7 @@ static void commit_done(struct delivery *d, int result, const char *err, void *c
 	struct smtp_sess *s = ctx;
 	uint64_t size = delivery_size(d);
 	s->commit_pending = false;
-	if (result == 0 && s->nremote && enqueue_remote(s, d) < 0) {
+	if (result == 0 && (s->nremote || s->nsuccess) && enqueue_spool(s, d) < 0) {
 		/* local copies (if any) are in; the client will retry the whole
 		 * message, so a local recipient may get it twice: better than
 		 * losing the remote ones */

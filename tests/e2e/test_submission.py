@@ -449,3 +449,35 @@ def test_nodemailer_587_and_465(sub):
     msgs = sub.read_messages(BOB)
     assert len(msgs) == 2 and all(b"with ESMTPSA" in m and b"Message-ID: <" in m for m in msgs)
     assert len(queue_rows(sub)) == 2
+
+
+@pytest.mark.parametrize("port", ["smtp", "submission"])
+def test_notify_success_for_local_delivery(sub, port):
+    """RFC 3461 5.2.2: a local final delivery with NOTIFY=SUCCESS queues a
+    "delivered" DSN (null sender) to the envelope sender; the original is not
+    kept in the queue."""
+    s = smtplib.SMTP("127.0.0.1", sub.ports[port], timeout=10)
+    s.ehlo("client.test")
+    sender = "x@remote.test"
+    if port == "submission":
+        s.login(ALICE, ALICEPW)
+        sender = ALICE
+    s.sendmail(sender, [BOB, "alice@example.org"], msg(frm=ALICE, to=BOB, extra="Message-ID: <orig@x>\r\n"),
+               mail_options=["ENVID=env1", "RET=HDRS"],
+               rcpt_options=["NOTIFY=SUCCESS", "ORCPT=rfc822;bob@example.org"])
+    s.quit()
+    assert len(sub.messages(BOB)) == 1
+    (qm, qr), = queue_rows(sub)
+    assert qm["sender"] == "" and [r["addr"] for r in qr] == [sender]
+    dsn = queue_file(sub, qm)
+    assert b"report-type=delivery-status" in dsn
+    assert dsn.count(b"Action: delivered") == 2, dsn.decode(errors="replace")
+    assert b"Original-Envelope-Id: env1" in dsn
+    assert re.search(rb"Original-Recipient: rfc822; ?bob@example\.org", dsn), dsn
+    sub.wait_log(r"smtp dsn queued=[0-9a-f]{16} action=delivered")
+    # no NOTIFY, or a null sender: nothing queued
+    s = smtplib.SMTP("127.0.0.1", sub.smtp_port, timeout=10)
+    s.sendmail("", [BOB], "Subject: x\r\n\r\nx\r\n", rcpt_options=["NOTIFY=SUCCESS"])
+    s.sendmail("y@remote.test", [BOB], "Subject: x\r\n\r\nx\r\n")
+    s.quit()
+    assert len(queue_rows(sub)) == 1

@@ -76,9 +76,7 @@ static void sasl_done(struct imap_server *s, bool ok)
 
 static void challenge(struct imap_server *s, const uint8_t *p, size_t n)
 {
-	char *b64 = base64_encode(p, n);
-	buf_xprintf(&s->out, "+ %s\r\n", b64);
-	free(b64);
+	sasl_wire_challenge(&s->out, "+ ", p, n);
 	s->in_sasl = true;
 	imap_parser_read_line(s->parser);
 }
@@ -179,13 +177,17 @@ void imap_sasl_continue(struct imap_server *s, enum imap_verdict v)
 void imap_sasl_line(struct imap_server *s, const uint8_t *l, size_t len)
 {
 	s->in_sasl = false;
-	if (len == 1 && l[0] == '*') {
+	uint8_t *dec = NULL;
+	size_t declen = 0;
+	enum sasl_wire_kind k = sasl_wire_decode((const char *)l, len, false, &dec, &declen);
+	if (k == SASL_WIRE_CANCEL) {
 		/* RFC 9051 6.2.2: the client cancels; BAD */
 		imap_sasl_end(s);
 		imap_bad(s, "Authentication cancelled");
 		return;
 	}
 	if (s->sasl_final) {
+		sasl_wire_free(dec, declen);
 		if (len != 0) {
 			sasl_failed(s, true, "Authentication failed");
 			return;
@@ -202,15 +204,12 @@ void imap_sasl_line(struct imap_server *s, const uint8_t *l, size_t len)
 		imap_login_verdict(s, IMAP_OK);
 		return;
 	}
-	uint8_t *dec = NULL;
-	size_t declen = 0;
-	if (base64_decode((const char *)l, len, &dec, &declen) < 0) {
+	if (k != SASL_WIRE_DATA) {
 		sasl_failed(s, false, "Invalid base64 data");
 		return;
 	}
 	auth_step(s, dec, declen, true);
-	memset(dec, 0, declen);
-	free(dec);
+	sasl_wire_free(dec, declen);
 }
 
 void imap_cmd_authenticate(struct imap_server *s, const struct imap_arg *args, size_t n)
@@ -242,18 +241,13 @@ void imap_cmd_authenticate(struct imap_server *s, const struct imap_arg *args, s
 		auth_step(s, NULL, 0, false);
 		return;
 	}
-	/* RFC 4959: "=" is an empty initial response */
-	if (irl == 1 && ir[0] == '=') {
-		auth_step(s, NULL, 0, true);
-		return;
-	}
+	/* RFC 4959: "=" is an empty initial response (sasl_wire) */
 	uint8_t *dec = NULL;
 	size_t declen = 0;
-	if (base64_decode(ir, irl, &dec, &declen) < 0) {
+	if (sasl_wire_decode(ir, irl, true, &dec, &declen) != SASL_WIRE_DATA) {
 		sasl_failed(s, false, "Invalid base64 data");
 		return;
 	}
 	auth_step(s, dec, declen, true);
-	memset(dec, 0, declen);
-	free(dec);
+	sasl_wire_free(dec, declen);
 }

@@ -247,9 +247,7 @@ static void sasl_done(struct pop3_server *s, bool ok)
 static void challenge(struct pop3_server *s, const uint8_t *p, size_t n)
 {
 	/* RFC 5034 4: "+" SP base64; an empty challenge is "+ " */
-	char *b64 = base64_encode(p, n);
-	buf_xprintf(&s->out, "+ %s\r\n", b64);
-	free(b64);
+	sasl_wire_challenge(&s->out, "+ ", p, n);
 }
 
 /* Bad credentials count as a failed login; a malformed exchange (bad
@@ -349,13 +347,17 @@ void pop3_sasl_continue(struct pop3_server *s)
 
 void pop3_sasl_line(struct pop3_server *s, const char *l, size_t len)
 {
-	if (len == 1 && l[0] == '*') {
+	uint8_t *dec = NULL;
+	size_t declen = 0;
+	enum sasl_wire_kind k = sasl_wire_decode(l, len, false, &dec, &declen);
+	if (k == SASL_WIRE_CANCEL) {
 		/* RFC 5034 4: the client cancels; MUST reject with -ERR */
 		pop3_sasl_end(s);
 		pop3_refuse(s, "AUTH", false, NULL, "Authentication cancelled");
 		return;
 	}
 	if (s->sasl_final) {
+		sasl_wire_free(dec, declen);
 		if (len != 0) {
 			sasl_failed(s, true, "Authentication failed");
 			return;
@@ -370,15 +372,12 @@ void pop3_sasl_line(struct pop3_server *s, const char *l, size_t len)
 		free(u);
 		return;
 	}
-	uint8_t *dec = NULL;
-	size_t declen = 0;
-	if (base64_decode(l, len, &dec, &declen) < 0) {
+	if (k != SASL_WIRE_DATA) {
 		sasl_failed(s, false, "Invalid base64 data");
 		return;
 	}
 	auth_step(s, dec, declen, true);
-	memset(dec, 0, declen);
-	free(dec);
+	sasl_wire_free(dec, declen);
 }
 
 static void cmd_auth(struct pop3_server *s, const struct pop3_args *a)
@@ -413,20 +412,15 @@ static void cmd_auth(struct pop3_server *s, const struct pop3_args *a)
 		auth_step(s, NULL, 0, false);
 		return;
 	}
-	/* RFC 5034 4: "=" is an empty initial response */
-	if (a->len[1] == 1 && a->p[1][0] == '=') {
-		auth_step(s, NULL, 0, true);
-		return;
-	}
+	/* RFC 5034 4: "=" is an empty initial response (sasl_wire) */
 	uint8_t *dec = NULL;
 	size_t declen = 0;
-	if (base64_decode(a->p[1], a->len[1], &dec, &declen) < 0) {
+	if (sasl_wire_decode(a->p[1], a->len[1], true, &dec, &declen) != SASL_WIRE_DATA) {
 		sasl_failed(s, false, "Invalid base64 data");
 		return;
 	}
 	auth_step(s, dec, declen, true);
-	memset(dec, 0, declen);
-	free(dec);
+	sasl_wire_free(dec, declen);
 }
 
 static void cmd_stls(struct pop3_server *s, const struct pop3_args *a)
