@@ -526,8 +526,13 @@ static int submit_write(struct smtp_sess *s, const uint8_t *p, size_t n)
 		}
 	}
 	size_t take = found ? cut : n;
-	if (old + take > SUBMIT_MAX_HEADER)
-		return -1;
+	if (old + take > SUBMIT_MAX_HEADER) {
+		/* refused at the end (552), the rest is dropped */
+		s->hdr_done = true;
+		s->hdr_refusal = "header section too large";
+		buf_deinit(&s->hdr);
+		return 0;
+	}
 	buf_xappend(&s->hdr, p, take);
 	if (!found)
 		return 0;
@@ -693,10 +698,14 @@ static enum app_verdict op_data_end(void *ctx, struct smtp_server *eng)
 			return APP_REJECTED;
 		}
 		if (s->hdr_refusal) {
+			bool big = strstr(s->hdr_refusal, "too large") != NULL;
 			delivery_abort(&s->d);
-			smtp_server_reply(eng, 553, "5.7.1", "Error: %s %s", s->hdr_refusal,
-					  s->user ? s->user : "-");
-			log_refusal(s, "from", s->from, 553, s->hdr_refusal);
+			if (big)
+				smtp_server_reply(eng, 552, "5.3.4", "Error: %s", s->hdr_refusal);
+			else
+				smtp_server_reply(eng, 553, "5.7.1", "Error: %s (user %s)",
+						  s->hdr_refusal, s->user ? s->user : "-");
+			log_refusal(s, "from", s->from, big ? 552 : 553, s->hdr_refusal);
 			return APP_REJECTED;
 		}
 	}

@@ -481,3 +481,15 @@ def test_notify_success_for_local_delivery(sub, port):
     s.sendmail("y@remote.test", [BOB], "Subject: x\r\n\r\nx\r\n")
     s.quit()
     assert len(queue_rows(sub)) == 1
+
+
+def test_oversized_header_refused_permanently(sub):
+    s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=30)
+    s.login(ALICE, ALICEPW)
+    s.mail(ALICE)
+    s.rcpt(BOB)
+    big = "".join("X-Filler-%d: %s\r\n" % (i, "y" * 900) for i in range(300))
+    code, text = s.data("From: alice@example.org\r\n" + big + "\r\nbody\r\n")
+    assert code == 552 and text.startswith(b"5.3.4"), text
+    s.quit()
+    assert sub.messages(BOB) == []
