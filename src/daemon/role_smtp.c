@@ -243,6 +243,28 @@ static enum app_verdict op_mail(void *ctx, struct smtp_server *eng, const struct
 	return APP_OK;
 }
 
+/* Would the queue take this recipient with the transaction's envelope
+ * (its limits are tighter than SMTP's: 256-octet paths)? Asked at RCPT time
+ * so that nothing fails after the local copies are committed. */
+static bool queue_accepts(struct smtp_sess *s, const char *addr, const struct smtp_rcpt *r)
+{
+	struct queue_rcpt_spec spec = { addr, r->orcpt, r->notify };
+	struct queue_envelope env = {
+		.sender = s->from ? s->from : "",
+		.envid = s->envid,
+		.ret = (enum queue_ret)s->mail.ret,
+		.submitter = s->user,
+		.rcpts = &spec,
+		.n_rcpts = 1,
+	};
+	char *err = NULL;
+	if (queue_envelope_check(&env, &err) == 0)
+		return true;
+	log_info("%s smtp queue refuses to=<%s>: %s", s->base.id, addr, err ? err : "?");
+	free(err);
+	return false;
+}
+
 static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct smtp_rcpt *r)
 {
 	struct smtp_sess *s = ctx;
@@ -269,6 +291,13 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 	 * authenticated submission relays to domain names only. */
 	if (s->submission && s->user && domain[0] != '[' &&
 	    !config_is_local_domain(cfg, domain)) {
+		if (!queue_accepts(s, r->to, r)) {
+			smtp_server_reply(eng, 553, "5.1.3",
+					  "<%s>: Recipient address rejected: too long for relay", r->to);
+			log_refusal(s, "to", r->to, 553, "5.1.3 too long for relay");
+			free(addr);
+			return APP_REJECTED;
+		}
 		s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof *s->rcpts);
 		s->rcpts[s->nrcpts++] = (struct rcpt){ xstrdup(r->to), NULL, 0, true, r->notify,
 							r->orcpt ? xstrdup(r->orcpt) : NULL };
@@ -315,8 +344,12 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 	s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof *s->rcpts);
 	s->rcpts[s->nrcpts++] = (struct rcpt){ addr, users, (size_t)n, false, r->notify,
 						r->orcpt ? xstrdup(r->orcpt) : NULL };
-	if ((r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0])
-		s->nsuccess++;
+	if ((r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0]) {
+		if (queue_accepts(s, addr, r))
+			s->nsuccess++;
+		else
+			s->rcpts[s->nrcpts - 1].notify &= ~(unsigned)SMTP_NOTIFY_SUCCESS;
+	}
 	return APP_OK;
 }
 

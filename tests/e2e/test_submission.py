@@ -493,3 +493,16 @@ def test_oversized_header_refused_permanently(sub):
     assert code == 552 and text.startswith(b"5.3.4"), text
     s.quit()
     assert sub.messages(BOB) == []
+
+
+def test_recipient_beyond_queue_limits_refused_at_rcpt(sub):
+    c = Lines(sub.connect(sub.submission_port))
+    c.reply()
+    c.cmd("EHLO client.test")
+    login(c)
+    assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    long_rcpt = "a" * 300 + "@remote.test"
+    code, l = c.cmd("RCPT TO:<%s>" % long_rcpt)
+    assert code == 553 and "5.1.3" in l[0], l
+    assert c.cmd("RCPT TO:<%s>" % REMOTE)[0] == 250
+    assert c.cmd("QUIT")[0] == 221
