@@ -90,6 +90,7 @@ struct smtp_sess {
 	struct buf hdr;		 /* submission: the header being held back */
 	bool hdr_done;
 	const char *hdr_refusal; /* submission: why From:/Sender: failed, or NULL */
+	bool saw_8bit;		 /* content has octets >= 0x80 (queue: eightbit) */
 	char msgid[17];
 	char qid[17];
 	bool commit_pending;
@@ -124,6 +125,7 @@ static void reset_tx(struct smtp_sess *s)
 	buf_deinit(&s->hdr);
 	s->hdr_done = false;
 	s->hdr_refusal = NULL;
+	s->saw_8bit = false;
 	s->qid[0] = '\0';
 }
 
@@ -580,6 +582,8 @@ static int op_data_write(void *ctx, struct smtp_server *eng, const uint8_t *p, s
 	(void)eng;
 	if (!s->d)
 		return -1;
+	for (size_t i = 0; i < n && !s->saw_8bit; i++)
+		s->saw_8bit = p[i] >= 0x80;
 	if (s->submission)
 		return submit_write(s, p, n);
 	return delivery_write(s->d, p, n);
@@ -661,7 +665,8 @@ static int enqueue_spool(struct smtp_sess *s, struct delivery *d)
 		.sender = s->from ? s->from : "",
 		.envid = s->envid,
 		.ret = (enum queue_ret)s->mail.ret,
-		.eightbit = s->mail.body == SMTP_BODY_8BITMIME,
+		/* 8-bit content without BODY=8BITMIME still needs an 8BITMIME peer */
+		.eightbit = s->mail.body == SMTP_BODY_8BITMIME || s->saw_8bit,
 		.smtputf8 = s->mail.smtputf8,
 		.submitter = s->user,
 		.arrival = time_unix(),

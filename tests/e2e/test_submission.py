@@ -506,3 +506,16 @@ def test_recipient_beyond_queue_limits_refused_at_rcpt(sub):
     assert code == 553 and "5.1.3" in l[0], l
     assert c.cmd("RCPT TO:<%s>" % REMOTE)[0] == 250
     assert c.cmd("QUIT")[0] == 221
+
+
+def test_eightbit_content_marked_in_queue(sub):
+    s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=10)
+    s.login(ALICE, ALICEPW)
+    s.sendmail(ALICE, [REMOTE], "From: alice@example.org\r\nSubject: x\r\n\r\nGr\xfc\xdfe\r\n".encode("latin-1"))
+    s.sendmail(ALICE, ["dave@remote.test"], "From: alice@example.org\r\nSubject: y\r\n\r\nplain\r\n")
+    s.sendmail(ALICE, ["erin@remote.test"], "From: alice@example.org\r\nSubject: z\r\n\r\nplain\r\n",
+               mail_options=["BODY=8BITMIME"])
+    s.quit()
+    rows = sorted(queue_rows(sub), key=lambda x: x[1][0]["addr"])
+    assert [(r[1][0]["addr"], r[0]["eightbit"]) for r in rows] == [
+        (REMOTE, 1), ("dave@remote.test", 0), ("erin@remote.test", 1)]
