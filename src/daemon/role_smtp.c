@@ -460,10 +460,226 @@ static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
 
 /* ---- submission: the header ------------------------------------------ */
 
+/* ---- submission: strict address-list syntax ------------------------------ */
+
+/* mime_addr_parse() is lenient the way a mail reader must be: it stops at
+ * garbage and keeps what came before. That is fine for an IMAP ENVELOPE but
+ * not for deciding whose name a message may carry: "From: alice@example.org
+ * <ceo@bank.example>" parses as alice's address, while mail readers show the
+ * bank's (alice's address becomes the display name). So a From:/Sender:
+ * field must also be a well-formed RFC 5322 3.4 address-list (with the
+ * obsolete empty list elements and routes of 4.4); anything else is refused.
+ * Local parts are one atom (dots included) or one quoted string. */
+enum atok { AT_END, AT_WORD, AT_QSTR, AT_DLIT, AT_SPECIAL, AT_BAD };
+
+struct astrict {
+	const uint8_t *p;
+	size_t n, i;
+	enum atok t;	 /* current token */
+	uint8_t sp;	 /* its character when AT_SPECIAL */
+	size_t mailboxes; /* complete mailboxes seen */
+};
+
+/* CFWS: white space (folding included; a stray CR is white space too) and
+ * nested comments. false on an unterminated comment. */
+static bool astrict_cfws(struct astrict *a)
+{
+	while (a->i < a->n) {
+		uint8_t c = a->p[a->i];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			a->i++;
+			continue;
+		}
+		if (c != '(')
+			return true;
+		unsigned depth = 0;
+		do {
+			c = a->p[a->i++];
+			if (c == '\\') {
+				if (a->i >= a->n)
+					return false;
+				a->i++;
+			} else if (c == '(') {
+				if (++depth > 64)
+					return false;
+			} else if (c == ')') {
+				depth--;
+			}
+		} while (depth && a->i < a->n);
+		if (depth)
+			return false;
+	}
+	return true;
+}
+
+/* Read up to the closing delimiter of a quoted string or domain literal. */
+static enum atok astrict_delimited(struct astrict *a, uint8_t close, enum atok kind)
+{
+	a->i++;
+	while (a->i < a->n) {
+		uint8_t c = a->p[a->i++];
+		if (c == '\\') {
+			if (a->i >= a->n)
+				return AT_BAD;
+			a->i++;
+		} else if (c == close) {
+			return kind;
+		} else if (close == ']' && c == '[') {
+			return AT_BAD;
+		}
+	}
+	return AT_BAD;
+}
+
+static void astrict_adv(struct astrict *a)
+{
+	if (!astrict_cfws(a)) {
+		a->t = AT_BAD;
+		return;
+	}
+	if (a->i >= a->n) {
+		a->t = AT_END;
+		return;
+	}
+	uint8_t c = a->p[a->i];
+	if (c == '"') {
+		a->t = astrict_delimited(a, '"', AT_QSTR);
+	} else if (c == '[') {
+		a->t = astrict_delimited(a, ']', AT_DLIT);
+	} else if (c && memchr("<>@,:;", c, 6)) {
+		a->i++;
+		a->sp = c;
+		a->t = AT_SPECIAL;
+	} else if (is_atext(c) || c == '.') {
+		while (a->i < a->n && (is_atext(a->p[a->i]) || a->p[a->i] == '.'))
+			a->i++;
+		a->t = AT_WORD;
+	} else {
+		a->t = AT_BAD;
+	}
+}
+
+static bool astrict_is(const struct astrict *a, uint8_t c)
+{
+	return a->t == AT_SPECIAL && a->sp == c;
+}
+
+static bool astrict_word(const struct astrict *a)
+{
+	return a->t == AT_WORD || a->t == AT_QSTR;
+}
+
+/* domain = dot-atom / domain-literal (obs-domain is the same token here) */
+static bool astrict_domain(struct astrict *a)
+{
+	if (a->t != AT_WORD && a->t != AT_DLIT)
+		return false;
+	astrict_adv(a);
+	return true;
+}
+
+/* After "<": [obs-route] local-part "@" domain ">" */
+static bool astrict_angle(struct astrict *a)
+{
+	if (astrict_is(a, '@')) {
+		/* obs-route = obs-domain-list ":" */
+		astrict_adv(a);
+		if (!astrict_domain(a))
+			return false;
+		while (astrict_is(a, ',')) {
+			astrict_adv(a);
+			if (astrict_is(a, '@')) {
+				astrict_adv(a);
+				if (!astrict_domain(a))
+					return false;
+			}
+		}
+		if (!astrict_is(a, ':'))
+			return false;
+		astrict_adv(a);
+	}
+	if (!astrict_word(a))
+		return false;
+	astrict_adv(a);
+	if (!astrict_is(a, '@'))
+		return false;
+	astrict_adv(a);
+	if (!astrict_domain(a) || !astrict_is(a, '>'))
+		return false;
+	astrict_adv(a);
+	a->mailboxes++;
+	return true;
+}
+
+/* address = mailbox / group; mailbox = name-addr / addr-spec */
+static bool astrict_address(struct astrict *a, bool group_ok)
+{
+	if (astrict_is(a, '<')) {
+		astrict_adv(a);
+		return astrict_angle(a);
+	}
+	if (!astrict_word(a))
+		return false;
+	astrict_adv(a);
+	if (astrict_is(a, '@')) {
+		astrict_adv(a);
+		if (!astrict_domain(a))
+			return false;
+		a->mailboxes++;
+		return true;
+	}
+	while (astrict_word(a)) /* the rest of a display name */
+		astrict_adv(a);
+	if (astrict_is(a, '<')) {
+		astrict_adv(a);
+		return astrict_angle(a);
+	}
+	if (!group_ok || !astrict_is(a, ':'))
+		return false;
+	/* group = display-name ":" [group-list] ";" */
+	astrict_adv(a);
+	for (;;) {
+		if (astrict_is(a, ';')) {
+			astrict_adv(a);
+			return true;
+		}
+		if (astrict_is(a, ',')) {
+			astrict_adv(a);
+			continue;
+		}
+		if (!astrict_address(a, false))
+			return false;
+		if (!astrict_is(a, ',') && !astrict_is(a, ';'))
+			return false;
+	}
+}
+
+/* Is v/n a well-formed address-list? *mailboxes: how many mailboxes. */
+static bool address_list_strict(const uint8_t *v, size_t n, size_t *mailboxes)
+{
+	struct astrict a = { .p = v, .n = n };
+	astrict_adv(&a);
+	while (a.t != AT_END) {
+		if (astrict_is(&a, ',')) {
+			astrict_adv(&a);
+			continue;
+		}
+		if (!astrict_address(&a, true))
+			return false;
+		if (a.t != AT_END && !astrict_is(&a, ','))
+			return false;
+	}
+	*mailboxes = a.mailboxes;
+	return true;
+}
+
 /* Do all addresses of an address field belong to the user? false for an
  * empty or unparsable one. */
 static bool field_owned(struct smtp_sess *s, const uint8_t *v, size_t n)
 {
+	size_t nstrict;
+	if (!address_list_strict(v, n, &nstrict))
+		return false;
 	struct mime_addr_list l;
 	mime_addr_parse(v, n, 100, &l);
 	size_t seen = 0;

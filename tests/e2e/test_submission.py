@@ -260,6 +260,16 @@ def test_envelope_sender_rules(sub):
     ("From: undisclosed:;\r\n", False),
     ("Subject: no from\r\n", False),
     ("From: alice@example.org\r\nFrom: bob@example.org\r\n", False),
+    ("From: alice@example.org (Alice A. Example)\r\n", True),
+    ("From: \"bob@example.org\" <alice@example.org>\r\n", True),
+    ("From: Team: alice@example.org, al@example.org;\r\n", True),
+    # what a lenient parser stops before is what mail readers show:
+    # "alice@example.org <bob@...>" is bob's address with alice as the name
+    ("From: alice@example.org <bob@example.org>\r\n", False),
+    ("From: Alice <alice@example.org> <bob@example.org>\r\n", False),
+    ("From: alice@example.org bob@example.org\r\n", False),
+    ("From: alice@example.org; bob@example.org\r\n", False),
+    ("From: <alice@example.org\r\n", False),
 ])
 def test_from_header_rules(sub, hdr, ok):
     s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=10)
