@@ -60,6 +60,8 @@ _Static_assert((unsigned)SMTP_NOTIFY_NEVER == (unsigned)QUEUE_NOTIFY_NEVER &&
 /* The header of a submitted message is held back (up to this) until it is
  * complete, so From:/Sender: can be checked and Message-ID/Date added. */
 #define SUBMIT_MAX_HEADER (256 * 1024)
+/* Addresses in one From:/Sender: field; more is refused, not truncated. */
+#define SUBMIT_MAX_FIELD_ADDRS 100
 
 struct rcpt {
 	char *addr;   /* as given in RCPT TO (local: unquoted form) */
@@ -678,10 +680,10 @@ static bool address_list_strict(const uint8_t *v, size_t n, size_t *mailboxes)
 static bool field_owned(struct smtp_sess *s, const uint8_t *v, size_t n)
 {
 	size_t nstrict;
-	if (!address_list_strict(v, n, &nstrict))
+	if (!address_list_strict(v, n, &nstrict) || nstrict > SUBMIT_MAX_FIELD_ADDRS)
 		return false;
 	struct mime_addr_list l;
-	mime_addr_parse(v, n, 100, &l);
+	mime_addr_parse(v, n, 0, &l);
 	size_t seen = 0;
 	bool ok = true;
 	for (size_t i = 0; i < l.n && ok; i++) {
@@ -698,7 +700,8 @@ static bool field_owned(struct smtp_sess *s, const uint8_t *v, size_t n)
 		free(addr);
 	}
 	mime_addr_list_free(&l);
-	return ok && seen > 0;
+	/* every mailbox the strict syntax saw must have been checked */
+	return ok && seen > 0 && seen == nstrict;
 }
 
 /* The held-back header is complete (hdr holds it, up to and including the

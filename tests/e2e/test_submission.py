@@ -270,6 +270,9 @@ def test_envelope_sender_rules(sub):
     ("From: alice@example.org bob@example.org\r\n", False),
     ("From: alice@example.org; bob@example.org\r\n", False),
     ("From: <alice@example.org\r\n", False),
+    # the address parser kept 100 addresses: the 101st must not slip through
+    ("From: " + "alice@example.org, " * 100 + "bob@example.org\r\n", False),
+    ("From: " + "al@example.org, " * 99 + "alice@example.org\r\n", True),
 ])
 def test_from_header_rules(sub, hdr, ok):
     s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=10)
