@@ -32,6 +32,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth/accounts.h"
 #include "base/buf.h"
@@ -88,6 +89,8 @@ struct smtp_sess {
 	size_t nremote;
 	size_t nsuccess;	 /* local recipients with NOTIFY=SUCCESS (non-null sender) */
 	struct delivery *d;
+	char **roots;		 /* Maildir root of each local copy in d (target i) */
+	size_t nroots;
 	size_t queue_target;	 /* index of the spool copy in d, if nremote + nsuccess */
 	struct buf hdr;		 /* submission: the header being held back */
 	bool hdr_done;
@@ -122,6 +125,11 @@ static void reset_tx(struct smtp_sess *s)
 	free(s->envid);
 	s->envid = NULL;
 	free_rcpts(s);
+	for (size_t i = 0; i < s->nroots; i++)
+		free(s->roots[i]);
+	free(s->roots);
+	s->roots = NULL;
+	s->nroots = 0;
 	if (s->d)
 		delivery_abort(&s->d);
 	buf_deinit(&s->hdr);
@@ -417,7 +425,12 @@ static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
 					      user);
 			int r = root ? delivery_add_target(s->d, root, hdr, &err) : -1;
 			free(hdr);
-			free(root);
+			if (r == 0) {
+				s->roots = xrealloc(s->roots, (s->nroots + 1) * sizeof *s->roots);
+				s->roots[s->nroots++] = root;
+			} else {
+				free(root);
+			}
 			if (r < 0) {
 				log_warnx("%s smtp delivery to %s failed: %s", s->base.id, user,
 					  err ? err : "bad mailbox path");
@@ -907,15 +920,35 @@ static int enqueue_spool(struct smtp_sess *s, struct delivery *d)
 	return 0;
 }
 
+/* The queue half failed after the local copies were committed: take them
+ * back, since the client is told 451 and will send the whole message again
+ * (a reader may have seen a copy in the moment between; a crash between
+ * commit and enqueue still leaves them, and the retry duplicates them). */
+static void unpublish_local(struct smtp_sess *s, struct delivery *d)
+{
+	for (size_t i = 0; i < s->nroots; i++) {
+		const char *rel = delivery_target_file(d, i);
+		if (!rel)
+			continue;
+		char *path = xasprintf("%s/%s", s->roots[i], rel);
+		char *dir = xasprintf("%s/new", s->roots[i]);
+		if (unlink(path) < 0)
+			log_warn("%s smtp unlink(%s)", s->base.id, path);
+		else if (fsync_dir(dir) < 0)
+			log_warn("%s smtp fsync(%s)", s->base.id, dir);
+		free(dir);
+		free(path);
+	}
+}
+
 static void commit_done(struct delivery *d, int result, const char *err, void *ctx)
 {
 	struct smtp_sess *s = ctx;
 	uint64_t size = delivery_size(d);
 	s->commit_pending = false;
 	if (result == 0 && (s->nremote || s->nsuccess) && enqueue_spool(s, d) < 0) {
-		/* local copies (if any) are in; the client will retry the whole
-		 * message, so a local recipient may get it twice: better than
-		 * losing the remote ones */
+		/* the client will retry the whole message: no local half */
+		unpublish_local(s, d);
 		result = -1;
 		err = "enqueue failed";
 	}

@@ -290,6 +290,32 @@ def test_from_header_rules(sub, hdr, ok):
         assert queue_rows(sub) == []
 
 
+def test_enqueue_failure_leaves_no_local_half(sub):
+    """Local copies and the queue entry succeed or fail together: when the
+    queue cannot register the message (its database is locked past the busy
+    timeout), the client gets 451 and retries, so a local copy left behind
+    would be delivered twice."""
+    path = os.path.join(sub.data, "queue", "queue.db")
+    lock = sqlite3.connect(path, isolation_level=None, timeout=10)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=20)
+        s.login(ALICE, ALICEPW)
+        s.mail(ALICE)
+        assert s.rcpt(BOB)[0] == 250 and s.rcpt(REMOTE)[0] == 250
+        code, text = s.data(msg(to=BOB))
+        assert code == 451, text
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert sub.messages(BOB) == []
+    assert queue_rows(sub) == []
+    # the retry delivers each half once
+    assert s.sendmail(ALICE, [BOB, REMOTE], msg(to=BOB)) == {}
+    s.quit()
+    assert len(sub.messages(BOB)) == 1 and len(queue_rows(sub)) == 1
+
+
 # ---- DSN parameters ------------------------------------------------------------------
 
 
