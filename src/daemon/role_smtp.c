@@ -739,7 +739,12 @@ static int submit_header(struct smtp_sess *s)
 			have_date = true;
 		}
 	}
-	if (!have_from)
+	if (memchr(h, '\r', s->hdr.len))
+		/* CRLF became LF, so this is a bare CR (RFC 5322 2.2 forbids it):
+		 * many readers end a line there and would see fields this check
+		 * did not, e.g. "Subject: x<CR>From: someone-else" */
+		s->hdr_refusal = "bare CR in header section";
+	else if (!have_from)
 		s->hdr_refusal = "message has no From: header";
 	else if (!from_ok)
 		s->hdr_refusal = "From: address not owned by user";
@@ -989,13 +994,16 @@ static enum app_verdict op_data_end(void *ctx, struct smtp_server *eng)
 		}
 		if (s->hdr_refusal) {
 			bool big = strstr(s->hdr_refusal, "too large") != NULL;
+			bool cr = strstr(s->hdr_refusal, "bare CR") != NULL;
 			delivery_abort(&s->d);
 			if (big)
 				smtp_server_reply(eng, 552, "5.3.4", "Error: %s", s->hdr_refusal);
+			else if (cr)
+				smtp_server_reply(eng, 554, "5.6.0", "Error: %s", s->hdr_refusal);
 			else
 				smtp_server_reply(eng, 553, "5.7.1", "Error: %s (user %s)",
 						  s->hdr_refusal, s->user ? s->user : "-");
-			log_refusal(s, "from", s->from, big ? 552 : 553, s->hdr_refusal);
+			log_refusal(s, "from", s->from, big ? 552 : cr ? 554 : 553, s->hdr_refusal);
 			return APP_REJECTED;
 		}
 	}

@@ -290,6 +290,29 @@ def test_from_header_rules(sub, hdr, ok):
         assert queue_rows(sub) == []
 
 
+@pytest.mark.parametrize("hdr", [
+    # many readers (Python's email among them) end a line at a bare CR, so
+    # they see "From: bob" first while a CRLF-only parser sees a Subject
+    "Subject: hi\rFrom: bob@example.org\r\nFrom: alice@example.org\r\n",
+    "From: alice@example.org\rFrom: bob@example.org\r\n",
+    "From: alice@example.org\r\n\r\r\nFrom: bob@example.org\r\n",
+])
+def test_bare_cr_in_header_refused(sub, hdr):
+    c = Lines(sub.connect(sub.submission_port))
+    c.reply()
+    c.cmd("EHLO client.test")
+    login(c)
+    assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    assert c.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(hdr + "\r\nbody\r\n.\r\n")
+    code, l = c.reply()
+    assert code == 554 and "5.6.0" in l[0], l
+    assert sub.messages(BOB) == []
+    # the session goes on
+    assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+
+
 def test_enqueue_failure_leaves_no_local_half(sub):
     """Local copies and the queue entry succeed or fail together: when the
     queue cannot register the message (its database is locked past the busy
