@@ -21,11 +21,17 @@
  *  - every address in From:, and the one in Sender: if present, must pass
  *    the same test (553 5.7.1 after the data). A Sender: naming the user
  *    does not excuse a foreign From: (that would make phishing easy: most
- *    clients show only From:). A message without From: is refused too.
+ *    clients show only From:). A message without From: is refused too, and
+ *    so is one whose From:/Sender: is not a well-formed address-list or
+ *    whose header holds a bare CR: readers must see what was checked.
  * Recipients in local domains are delivered locally exactly as on the MX
  * port; all others (no address literals) are written into the outbound
  * queue's spool by the same group commit and registered with
- * queue_enqueue_file() before the 250, then server_queue_changed().
+ * queue_enqueue_file() before the 250, then server_queue_changed(). If that
+ * registration fails, the local copies are removed again before the 451. A
+ * crash between the commit and the registration leaves the local copies
+ * (the spool file is an orphan the next start removes); the client, which
+ * never saw a 250, sends again, so local recipients may get it twice.
  * Message-ID and Date are added when missing (RFC 6409 8.2, 8.3); Received
  * says "with ESMTPSA"/"ESMTPA" (RFC 3848) and names the user. */
 #include "daemon/role_smtp.h"
