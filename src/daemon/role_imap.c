@@ -63,7 +63,9 @@ struct imap_sess {
 	size_t n_sel_kw;
 	struct ev_timer *poll;
 	struct imap_sess *reg_prev, *reg_next; /* registry while mb is open */
-	struct mbox_append *ap;
+	struct mbox_append *ap;    /* message being written */
+	struct mbox_append **aps;  /* ended messages of this APPEND (RFC 3502) */
+	size_t n_aps;
 	/* the message msg_get handed out */
 	struct mbox_meta meta;
 	bool have_meta;
@@ -507,33 +509,67 @@ static bool op_append_write(void *ctx, struct imap_server *eng, const void *p, s
 	return true;
 }
 
-static enum imap_verdict op_append_commit(void *ctx, struct imap_server *eng,
-					  const struct imap_append_info *info,
-					  struct imap_append_result *r)
+static enum imap_verdict op_append_end(void *ctx, struct imap_server *eng,
+				       const struct imap_append_info *info)
 {
 	struct imap_sess *s = ctx;
 	(void)eng;
 	struct mbox_err e = { 0 };
 	if (!s->ap)
 		return IMAP_NO;
-	if (mbox_append_commit(&s->ap, info->flags, info->keywords, info->n_keywords,
-			       info->internaldate, info->tz_min, &r->uidvalidity, &r->uid, &e) < 0) {
+	if (mbox_append_finish(s->ap, info->flags, info->keywords, info->n_keywords,
+			       info->internaldate, info->tz_min, &e) < 0) {
+		mbox_append_abort(&s->ap);
+		return fail(s, &e, "APPEND");
+	}
+	s->aps = xrealloc(s->aps, (s->n_aps + 1) * sizeof *s->aps);
+	s->aps[s->n_aps++] = s->ap;
+	s->ap = NULL;
+	return IMAP_OK;
+}
+
+static void append_drop(struct imap_sess *s)
+{
+	mbox_append_abort(&s->ap);
+	for (size_t i = 0; i < s->n_aps; i++)
+		mbox_append_abort(&s->aps[i]);
+	free(s->aps);
+	s->aps = NULL;
+	s->n_aps = 0;
+}
+
+static enum imap_verdict op_append_commit(void *ctx, struct imap_server *eng, const char *mailbox,
+					  struct imap_append_result *r)
+{
+	struct imap_sess *s = ctx;
+	struct mbox_err e = { 0 };
+	if (s->n_aps == 0)
+		return IMAP_NO;
+	size_t n = s->n_aps;
+	uint32_t *uids = xcalloc(n, sizeof *uids);
+	int rc = mbox_append_commit_all(s->aps, n, &r->uidvalidity, uids, &e);
+	free(s->aps); /* commit_all freed the handles */
+	s->aps = NULL;
+	s->n_aps = 0;
+	if (rc < 0) {
+		free(uids);
 		if (e.code == MBOX_E_NONEXISTENT) {
 			imap_server_reply(eng, "TRYCREATE", "No such mailbox");
 			return IMAP_NO;
 		}
 		return fail(s, &e, "APPEND");
 	}
-	s->appended++;
-	notify(s, s->user, info->mailbox);
+	r->uids = uids;
+	r->n = n;
+	s->appended += (unsigned)n;
+	notify(s, s->user, mailbox);
 	return IMAP_OK;
 }
 
 static void op_append_abort(void *ctx, struct imap_server *eng)
 {
-	struct imap_sess *s = ctx;
 	(void)eng;
-	mbox_append_abort(&s->ap);
+	append_drop(ctx);
 }
 
 /* ---- messages --------------------------------------------------------------------------- */
@@ -684,6 +720,7 @@ static const struct imap_server_ops imap_ops = {
 	.copy = op_copy,
 	.append_begin = op_append_begin,
 	.append_write = op_append_write,
+	.append_end = op_append_end,
 	.append_commit = op_append_commit,
 	.append_abort = op_append_abort,
 	.msg_get = op_msg_get,
@@ -747,7 +784,7 @@ static void imap_sess_free(struct session *base)
 	/* aborts an APPEND in flight and unselects (close_mbox) */
 	imap_server_free(&s->eng);
 	msg_release(s);
-	mbox_append_abort(&s->ap);
+	append_drop(s);
 	close_mbox(s);
 	mstore_close(&s->ms);
 	free(s->user);

@@ -94,7 +94,9 @@
  *   COPY/MOVE        mbox_copy (COPYUID from its arrays; for MOVE send
  *                    EXPUNGE for the source UIDs).
  *   APPEND           mstore_append_begin, mbox_append_write per literal
- *                    chunk, mbox_append_commit (APPENDUID) or _abort.
+ *                    chunk, mbox_append_finish per message and
+ *                    mbox_append_commit_all at the end of the command
+ *                    (APPENDUID), or _abort.
  *   NOOP/CHECK/IDLE polling and the end of every command where untagged
  *   EXPUNGE may be sent: mbox_sync, then EXPUNGE (for UIDs still in the map,
  *   highest sequence number first or adjusting as you go), EXISTS/RECENT for
@@ -251,6 +253,18 @@ int mbox_append_commit(struct mbox_append **a, unsigned flags, const char *const
 		       size_t n_keywords, int64_t internaldate, int tz_min,
 		       uint32_t *uidvalidity_r, uint32_t *uid_r, struct mbox_err *err) ATTR_WARN_UNUSED;
 void mbox_append_abort(struct mbox_append **a);
+/* MULTIAPPEND (RFC 3502: all or none) in two steps. finish ends one
+ * message's data and makes it durable in tmp/ (fsync) with its flags,
+ * keywords and INTERNALDATE, still invisible; on failure *a stays valid
+ * (abort it). commit_all makes the finished messages v[0..n), all for the
+ * same mailbox, visible in one index transaction, in order: uids_r[i] (an
+ * array of n) is v[i]'s UID. All or none; frees every v[i] either way.
+ * mbox_append_commit is finish + commit_all of one message. */
+int mbox_append_finish(struct mbox_append *a, unsigned flags, const char *const *keywords,
+		       size_t n_keywords, int64_t internaldate, int tz_min,
+		       struct mbox_err *err) ATTR_WARN_UNUSED;
+int mbox_append_commit_all(struct mbox_append **v, size_t n, uint32_t *uidvalidity_r,
+			   uint32_t *uids_r, struct mbox_err *err) ATTR_WARN_UNUSED;
 
 /* ---- Selected mailbox ------------------------------------------------------ */
 

@@ -329,6 +329,99 @@ def test_append_uid_fetch_search(timap, clients):
     assert st.startswith("NO [TRYCREATE]"), st
 
 
+def _status_messages(c, mbox):
+    st, lines = c.ok("STATUS %s (MESSAGES UIDNEXT)" % mbox)
+    m = re.search(r"MESSAGES (\d+) UIDNEXT (\d+)", lines[0])
+    return int(m.group(1)), int(m.group(2))
+
+
+def _files(root, sub):
+    return sum(len(os.listdir(os.path.join(root, sub, d))) for d in ("cur", "new"))
+
+
+def test_multiappend_all_or_nothing(make_tern, clients):
+    """RFC 3502: a MULTIAPPEND whose third message is refused (too big: NO
+    [TOOBIG] before its data; a bad date: BAD) stores none of the three; a
+    connection dropped (and the server killed) in the middle of one leaves
+    nothing after a restart; a good one answers APPENDUID with the UID
+    range of all of them (RFC 4315)."""
+    t = make_tern(imap=True, extra="max_message_size = 2000\n")
+    root = os.path.join(t.maildir(ALICE), ".Sent")
+    c = clients(t)
+    login(c)
+    n0, next0 = _status_messages(c, "Sent")
+    d1, d2 = msg(1).encode(), msg(2).encode()
+    # 3rd literal too big: refused before its data
+    c.send("a APPEND Sent {%d}\r\n" % len(d1))
+    assert c.line().startswith("+ ")
+    c.send(d1 + b" (\\Seen) {%d}\r\n" % len(d2))
+    assert c.line().startswith("+ ")
+    c.send(d2 + b" {5000}\r\n")
+    st = c.read_until("a")[-1]
+    assert st.startswith("a NO [TOOBIG]"), st
+    assert _status_messages(c, "Sent") == (n0, next0)
+    assert _files(t.maildir(ALICE), ".Sent") == 0
+    # 3rd message with a bad date (LITERAL+ for the first two)
+    c.send(b"b APPEND Sent {%d+}\r\n" % len(d1) + d1 + b" {%d+}\r\n" % len(d2) + d2 +
+           b' "31-Foo-2020 10:00:00 +0000" {3+}\r\nabc\r\n')
+    st = c.read_until("b")[-1]
+    assert st.startswith("b BAD"), st
+    assert _status_messages(c, "Sent") == (n0, next0)
+    assert _files(t.maildir(ALICE), ".Sent") == 0
+    assert os.listdir(os.path.join(root, "tmp")) == []
+    # a session that has Sent selected sees nothing either
+    w = clients(t)
+    login(w)
+    st, lines = w.ok("SELECT Sent")
+    assert "* 0 EXISTS" in lines, lines
+    st, lines = w.ok("NOOP")
+    assert lines == [], lines
+    # success: all three, one APPENDUID range, and EXISTS 3 for the other
+    c.send(b"c APPEND Sent {%d+}\r\n" % len(d1) + d1 + b" (\\Seen) {%d+}\r\n" % len(d2) +
+           d2 + b" {%d+}\r\n" % len(d1) + d1 + b"\r\n")
+    st = c.read_until("c")[-1]
+    m = re.match(r"c OK \[APPENDUID (\d+) (\d+):(\d+)\]", st)
+    assert m, st
+    assert int(m.group(2)) == next0 and int(m.group(3)) == next0 + 2, st
+    assert _status_messages(c, "Sent") == (n0 + 3, next0 + 3)
+    st, lines = w.ok("NOOP")
+    assert "* 3 EXISTS" in lines, lines
+    st, lines = w.ok("FETCH 1:3 (FLAGS)")
+    assert "\\Seen" in lines[1] and "\\Seen" not in lines[0], lines
+    # connection dropped in the middle of a MULTIAPPEND, then the server
+    # killed: nothing of it after the restart
+    c.send("d APPEND Sent {%d}\r\n" % len(d1))
+    assert c.line().startswith("+ ")
+    c.send(d1 + b" {%d}\r\n" % len(d2))
+    assert c.line().startswith("+ ")
+    c.send(d2[:10])
+    c.close()
+    t.wait_log(r"imap disconnect .*appended=3")
+    t.proc.kill()
+    t.proc.wait(10)
+    t.proc, t.lines, t.ports = None, [], {}
+    t.start()
+    c = clients(t)
+    login(c)
+    assert _status_messages(c, "Sent") == (n0 + 3, next0 + 3)
+    assert _files(t.maildir(ALICE), ".Sent") == 3
+    # and killed (not just dropped) mid-literal: still nothing
+    c.send("e APPEND Sent {%d}\r\n" % len(d1))
+    assert c.line().startswith("+ ")
+    c.send(d1 + b" {%d}\r\n" % len(d2))
+    assert c.line().startswith("+ ")
+    c.send(d2[:10])
+    time.sleep(0.3)
+    t.proc.kill()
+    t.proc.wait(10)
+    t.proc, t.lines, t.ports = None, [], {}
+    t.start()
+    c = clients(t)
+    login(c)
+    assert _status_messages(c, "Sent") == (n0 + 3, next0 + 3)
+    assert _files(t.maildir(ALICE), ".Sent") == 3
+
+
 def test_copy_move_list_status_create_rename_delete(timap, clients):
     t = timap
     deliver(t, 5)

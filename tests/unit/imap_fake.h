@@ -36,6 +36,8 @@ struct fake {
 	enum imap_verdict pend_v;
 	int ap_box;
 	size_t ap_bytes;
+	unsigned ap_flags[8]; /* messages ended, not yet committed */
+	size_t ap_n;
 	unsigned appends, aborts, unselects, selects;
 	char scram_salt[16];
 	char text[512]; /* the message msg_get handed out */
@@ -380,19 +382,35 @@ static bool fk_ap_write(void *ctx, struct imap_server *s, const void *p, size_t 
 	return true;
 }
 
-static enum imap_verdict fk_ap_commit(void *ctx, struct imap_server *s,
-				      const struct imap_append_info *info,
+static enum imap_verdict fk_ap_end(void *ctx, struct imap_server *s,
+				   const struct imap_append_info *info)
+{
+	struct fake *f = ctx;
+	(void)s;
+	if (f->ap_bytes != info->size || f->ap_n >= sizeof f->ap_flags / sizeof f->ap_flags[0])
+		return fk_v(f, IMAP_NO);
+	f->ap_flags[f->ap_n++] = info->flags;
+	return fk_v(f, IMAP_OK);
+}
+
+/* All ended messages at once (RFC 3502). */
+static enum imap_verdict fk_ap_commit(void *ctx, struct imap_server *s, const char *mailbox,
 				      struct imap_append_result *r)
 {
 	struct fake *f = ctx;
 	(void)s;
 	struct fk_box *b = &f->box[f->ap_box];
-	if (f->ap_bytes != info->size)
+	if (strcmp(b->name, mailbox) != 0)
 		return fk_v(f, IMAP_NO);
 	r->uidvalidity = b->uidvalidity;
-	r->uid = b->uidnext;
-	fk_msg(b, info->flags);
-	f->appends++;
+	r->uids = xcalloc(f->ap_n ? f->ap_n : 1, sizeof *r->uids);
+	r->n = f->ap_n;
+	for (size_t i = 0; i < f->ap_n; i++) {
+		r->uids[i] = b->uidnext;
+		fk_msg(b, f->ap_flags[i]);
+		f->appends++;
+	}
+	f->ap_n = 0;
 	return fk_v(f, IMAP_OK);
 }
 
@@ -400,6 +418,7 @@ static void fk_ap_abort(void *ctx, struct imap_server *s)
 {
 	struct fake *f = ctx;
 	(void)s;
+	f->ap_n = 0;
 	f->aborts++;
 }
 
@@ -519,6 +538,7 @@ static const struct imap_server_ops fk_ops = {
 	.copy = fk_copy,
 	.append_begin = fk_ap_begin,
 	.append_write = fk_ap_write,
+	.append_end = fk_ap_end,
 	.append_commit = fk_ap_commit,
 	.append_abort = fk_ap_abort,
 };

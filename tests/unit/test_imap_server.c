@@ -308,6 +308,66 @@ static void test_append(void **state)
 	free(out);
 }
 
+/* RFC 3502: MULTIAPPEND is all or nothing. Table: a MULTIAPPEND whose
+ * later part fails, the expected answer, and how many messages the
+ * mailbox must still hold (none of the command's). */
+static void test_multiappend_atomic(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *want;
+	} t[] = {
+		/* 3rd literal too big (synchronising): NO [TOOBIG] before data */
+		{ "b APPEND Sent {3}\r\nabc {2}\r\nxy {50}\r\n", "b NO [TOOBIG]" },
+		/* 3rd message with a bad date */
+		{ "b APPEND Sent {3}\r\nabc {2}\r\nxy \"bad date\" {2}\r\nzz\r\n", "b BAD" },
+		/* 3rd message with bad flags */
+		{ "b APPEND Sent {3}\r\nabc {2}\r\nxy (\\Recent) {2}\r\nzz\r\n", "b BAD" },
+		/* junk after the last message */
+		{ "b APPEND Sent {3}\r\nabc {2}\r\nxy junk\r\n", "b BAD" },
+		/* LITERAL+ and 3rd too big: the data is already on its way */
+		{ "b APPEND Sent {3+}\r\nabc {2+}\r\nxy {50+}\r\n", "BAD [TOOBIG]" },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		struct run_opts o = { .plaintext = true, .append_limit = 20, .literal_plus = true };
+		char in[512];
+		int len = snprintf(in, sizeof in, "a LOGIN fred secret\r\n%sc NOOP\r\n", t[i].in);
+		assert_true(len > 0 && (size_t)len < sizeof in);
+		struct fake f;
+		char *out = run_all(&o, in, &f);
+		if (!strstr(out, t[i].want))
+			fprintf(stderr, "case %zu:\n%s", i, out);
+		assert_non_null(strstr(out, t[i].want));
+		assert_null(strstr(out, "APPENDUID"));
+		assert_int_equal(f.box[1].n, 0);
+		assert_int_equal(f.appends, 0);
+		assert_true(f.aborts >= 1);
+		free(out);
+	}
+	/* 2nd literal with a NUL (literal8 needed): BAD, none stored */
+	static const char nul_in[] = "a LOGIN fred secret\r\n"
+				     "b APPEND Sent {3}\r\nabc {2}\r\nx\0\r\nc NOOP\r\n";
+	struct fake g;
+	char *o2 = run_all_n(&plain, nul_in, sizeof nul_in - 1, &g);
+	assert_non_null(strstr(o2, "b BAD"));
+	assert_non_null(strstr(o2, "c OK"));
+	assert_int_equal(g.box[1].n, 0);
+	assert_int_equal(g.aborts, 1);
+	free(o2);
+	/* success: one commit, a uid-set for all three */
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred secret\r\n"
+			    "b APPEND Sent {1}\r\na (\\Seen) {1}\r\nb {1}\r\nc\r\n"
+			    "c STATUS Sent (MESSAGES)\r\n",
+			    &f);
+	assert_non_null(strstr(out, "b OK [APPENDUID 1001 1:3] APPEND completed"));
+	assert_int_equal(f.box[1].n, 3);
+	assert_int_equal(f.box[1].flags[1], IMAP_F_SEEN);
+	assert_int_equal(f.aborts, 0);
+	free(out);
+}
+
 static void test_list(void **state)
 {
 	(void)state;
@@ -678,7 +738,8 @@ int main(void)
 		cmocka_unit_test(test_seed_session),   cmocka_unit_test(test_table_sorted),
 		cmocka_unit_test(test_capabilities),   cmocka_unit_test(test_login_failures),
 		cmocka_unit_test(test_authenticate_plain), cmocka_unit_test(test_literals),
-		cmocka_unit_test(test_append),         cmocka_unit_test(test_list),
+		cmocka_unit_test(test_append),
+		cmocka_unit_test(test_multiappend_atomic),         cmocka_unit_test(test_list),
 		cmocka_unit_test(test_mailbox_names),  cmocka_unit_test(test_status),
 		cmocka_unit_test(test_select_rev2),    cmocka_unit_test(test_copy_move),
 		cmocka_unit_test(test_idle),           cmocka_unit_test(test_starttls_injection),

@@ -509,6 +509,76 @@ static void test_append_select(void **state)
 	mbox_close(&m);
 }
 
+/* MULTIAPPEND (RFC 3502): finished messages stay invisible in tmp/ until
+ * mbox_append_commit_all makes all of them visible at once; a failure or
+ * an abort leaves nothing. */
+static void test_append_all_or_nothing(void **state)
+{
+	(void)state;
+	struct mbox_err err;
+	struct mbox_append *v[3];
+	char *msg = xasprintf(msg_fmt, "m", "m", "m");
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(mstore_append_begin(st, "Sent", &v[i], &err), 0);
+		assert_int_equal(mbox_append_write(v[i], msg, strlen(msg), &err), 0);
+		assert_int_equal(mbox_append_finish(v[i], i == 1 ? MBOX_SEEN : 0, NULL, 0,
+						    1700000000 + i, 0, &err),
+				 0);
+	}
+	/* durable but invisible */
+	assert_int_equal(count_files(".Sent", "tmp"), 3);
+	assert_int_equal(count_files(".Sent", "cur"), 0);
+	struct mbox_status stt;
+	assert_int_equal(mstore_status(st, "Sent", 0, &stt, &err), 0);
+	assert_int_equal(stt.messages, 0);
+	/* a bad keyword fails finish but keeps the handle (the caller aborts) */
+	struct mbox_append *bad;
+	assert_int_equal(mstore_append_begin(st, "Sent", &bad, &err), 0);
+	const char *badkw[1] = { "a(b" };
+	assert_int_equal(mbox_append_finish(bad, 0, badkw, 1, 0, 0, &err), -1);
+	assert_non_null(bad);
+	mbox_append_abort(&bad);
+	/* an unfinished handle in the set: nothing is committed */
+	struct mbox_append *w[2];
+	assert_int_equal(mstore_append_begin(st, "Sent", &w[0], &err), 0);
+	assert_int_equal(mbox_append_write(w[0], msg, strlen(msg), &err), 0);
+	assert_int_equal(mbox_append_finish(w[0], 0, NULL, 0, 0, 0, &err), 0);
+	assert_int_equal(mstore_append_begin(st, "Sent", &w[1], &err), 0);
+	uint32_t uv = 0, uids[3] = { 0 };
+	assert_int_equal(mbox_append_commit_all(w, 2, &uv, uids, &err), -1);
+	assert_null(w[0]);
+	assert_null(w[1]);
+	assert_int_equal(count_files(".Sent", "tmp"), 3);
+	/* all three at once, consecutive UIDs in order */
+	assert_int_equal(mbox_append_commit_all(v, 3, &uv, uids, &err), 0);
+	for (int i = 0; i < 3; i++)
+		assert_null(v[i]);
+	assert_true(uv != 0);
+	assert_int_equal(uids[1], uids[0] + 1);
+	assert_int_equal(uids[2], uids[0] + 2);
+	assert_int_equal(count_files(".Sent", "tmp"), 0);
+	assert_int_equal(count_files(".Sent", "cur"), 3);
+	struct mbox *m = sel("Sent", true);
+	struct mbox_meta meta;
+	assert_int_equal(mbox_meta(m, uids[1], 0, &meta, &err), 0);
+	assert_int_equal(meta.flags, MBOX_SEEN);
+	assert_int_equal(meta.internaldate, 1700000001);
+	mbox_meta_free(&meta);
+	mbox_close(&m);
+	/* the mailbox vanishes before the commit: NONEXISTENT, nothing left */
+	assert_int_equal(mstore_create(st, "Gone", MBOX_SPECIAL_NONE, &err), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(mstore_append_begin(st, "Gone", &v[i], &err), 0);
+		assert_int_equal(mbox_append_write(v[i], msg, strlen(msg), &err), 0);
+		assert_int_equal(mbox_append_finish(v[i], 0, NULL, 0, 0, 0, &err), 0);
+	}
+	assert_int_equal(mstore_delete(st, "Gone", &err), 0);
+	assert_int_equal(mbox_append_commit_all(v, 2, &uv, uids, &err), -1);
+	assert_int_equal(err.code, MBOX_E_NONEXISTENT);
+	assert_null(find_file("", ".", ".Gone"));
+	free(msg);
+}
+
 static void test_delivery_and_recent(void **state)
 {
 	(void)state;
@@ -1186,6 +1256,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_delete_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subscribe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_select, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_all_or_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_and_recent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_external_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store, setup, teardown),

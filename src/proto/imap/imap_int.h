@@ -134,7 +134,7 @@ struct imap_server {
 
 	/* APPEND streaming */
 	bool ap_active;      /* an APPEND command is being streamed */
-	bool ap_open;        /* append_begin said OK, no commit/abort yet */
+	bool ap_open;        /* a begin said OK, no commit/abort yet */
 	bool ap_failed;      /* reply queued, rest being discarded */
 	bool ap_wait_accept; /* begin done for a sync literal: accept on OK */
 	int ap_begun;        /* literal_index begun, -1 */
@@ -142,10 +142,7 @@ struct imap_server {
 	char *ap_mailbox;
 	char **ap_kw;
 	size_t ap_n_kw;
-	uint32_t ap_uidvalidity;
-	uint32_t *ap_uids;
-	size_t ap_n_uids;
-	bool ap_appended_selected;
+	size_t ap_n_msgs;    /* messages ended (append_end OK) */
 
 	struct buf alert;
 

@@ -532,6 +532,8 @@ void imap_server_resume(struct imap_server *s, enum imap_verdict v)
 		free(s->exp_res.uids);
 		free(s->copy_res.src);
 		free(s->copy_res.dst);
+		free(s->ap_res.uids);
+		memset(&s->ap_res, 0, sizeof s->ap_res);
 		memset(&s->exp_res, 0, sizeof s->exp_res);
 		memset(&s->copy_res, 0, sizeof s->copy_res);
 		return;

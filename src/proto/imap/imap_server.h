@@ -169,8 +169,12 @@ struct imap_append_info {
 	int tz_min;
 	bool binary;           /* literal8 (RFC 3516) */
 };
+/* APPEND's result: the UIDs of its messages in order (malloc'd, the
+ * engine frees them) for APPENDUID; uidvalidity 0 for no APPENDUID. */
 struct imap_append_result {
-	uint32_t uidvalidity, uid; /* APPENDUID; 0 for none */
+	uint32_t uidvalidity;
+	uint32_t *uids;
+	size_t n;
 };
 
 struct imap_server_ops {
@@ -221,15 +225,21 @@ struct imap_server_ops {
 	enum imap_verdict (*copy)(void *ctx, struct imap_server *s, const uint32_t *uids, size_t n,
 				  const char *dest, bool move, struct imap_copy_result *r);
 
-	/* APPEND, per message: begin (NO [TRYCREATE] if the mailbox does not
-	 * exist; may be PENDING), write (synchronous; false stops the command
-	 * with the reply set, default NO [SERVERBUG]), commit (may be PENDING)
-	 * or abort (the command failed or the session ended). */
+	/* APPEND, all or nothing (RFC 3502 for MULTIAPPEND). Per message:
+	 * begin (NO [TRYCREATE] if the mailbox does not exist; may be
+	 * PENDING), write (synchronous; false stops the command with the reply
+	 * set, default NO [SERVERBUG]), end (the data is complete: keep the
+	 * message, still invisible; may be PENDING). Once the command line is
+	 * complete: commit makes every message ended since the command began
+	 * visible at once (may be PENDING). abort drops every message of the
+	 * command (one failed, a later literal was refused, the session
+	 * ended); it is called after any OK begin unless commit was. */
 	enum imap_verdict (*append_begin)(void *ctx, struct imap_server *s,
 					  const struct imap_append_info *info);
 	bool (*append_write)(void *ctx, struct imap_server *s, const void *p, size_t n);
-	enum imap_verdict (*append_commit)(void *ctx, struct imap_server *s,
-					   const struct imap_append_info *info,
+	enum imap_verdict (*append_end)(void *ctx, struct imap_server *s,
+					const struct imap_append_info *info);
+	enum imap_verdict (*append_commit)(void *ctx, struct imap_server *s, const char *mailbox,
 					   struct imap_append_result *r);
 	void (*append_abort)(void *ctx, struct imap_server *s);
 
