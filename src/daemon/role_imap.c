@@ -425,8 +425,13 @@ static enum imap_verdict op_sync(void *ctx, struct imap_server *eng, struct imap
 	struct mbox_changes ch;
 	memset(&ch, 0, sizeof ch);
 	if (mbox_sync(s->mb, 0, &ch, &e) < 0) {
-		if (e.code == MBOX_E_NONEXISTENT)
-			imap_server_alert(s->eng, "The selected mailbox was deleted");
+		if (e.code == MBOX_E_NONEXISTENT) {
+			/* deleted or renamed by another session: BYE (the
+			 * engine closes); no [ALERT] on every later command */
+			log_info("%s imap selected mailbox gone user=%s", s->base.id, s->user);
+			imap_server_mailbox_gone(eng);
+			return IMAP_NO;
+		}
 		return fail(s, &e, "sync");
 	}
 	r->added = ch.added;

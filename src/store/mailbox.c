@@ -2571,8 +2571,14 @@ int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch, struct mb
 	if (session_refresh(m, (flags & MBOX_SYNC_FULL) != 0, &r, err) < 0)
 		return -1;
 	struct mstore *s = m->s;
+	if (strcmp(r.name, m->name) != 0) {
+		/* renamed away by another session: for this one the mailbox is
+		 * gone, as if deleted (the engine ends the session) */
+		fail(err, MBOX_E_NONEXISTENT, "mailbox was renamed");
+		goto fail;
+	}
 	char *dir = mdir(s, r.dir);
-	if (strcmp(dir, m->dir) != 0) { /* renamed meanwhile */
+	if (strcmp(dir, m->dir) != 0) { /* defensive: the name check covers renames */
 		free(m->dir);
 		m->dir = dir;
 		poll_record(m, m->dir);

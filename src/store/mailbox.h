@@ -102,7 +102,8 @@
  *   highest sequence number first or adjusting as you go), EXISTS/RECENT for
  *   `added`, FETCH FLAGS for `changed`. During FETCH/STORE/SEARCH either do
  *   not sync or keep its expunges until it is allowed. NONEXISTENT from
- *   mbox_sync means the selected mailbox was deleted: BYE or deselect.
+ *   mbox_sync means the selected mailbox was deleted or renamed (by another
+ *   session or process): BYE.
  */
 #ifndef TERN_STORE_MAILBOX_H
 #define TERN_STORE_MAILBOX_H

@@ -422,6 +422,44 @@ def test_multiappend_all_or_nothing(make_tern, clients):
     assert _files(t.maildir(ALICE), ".Sent") == 3
 
 
+def test_selected_mailbox_deleted_or_renamed_ends_session(timap, clients):
+    """A mailbox selected in one session and deleted (or renamed away) by
+    another: the first session gets an untagged BYE at its next command (at
+    once in IDLE) and is closed, as Dovecot does, instead of an [ALERT] on
+    every command."""
+    t = timap
+    a, b = clients(t), clients(t)
+    login(a)
+    login(b)
+    b.ok("CREATE Work")
+    b.ok("CREATE Proj")
+    a.ok("SELECT Work")
+    b.ok("DELETE Work")
+    a.send("n1 NOOP\r\n")
+    l = a.line()
+    assert l.startswith("* BYE ") and "deleted" in l, l
+    assert a.closed(), a.buf
+    # renamed away while the other session idles: pushed within a second
+    c = clients(t)
+    login(c)
+    c.ok("SELECT Proj")
+    c.send("i IDLE\r\n")
+    assert c.line().startswith("+ ")
+    b.ok("RENAME Proj Proj2")
+    l = c.line(timeout=5)
+    assert l.startswith("* BYE ") and "deleted" in l, l
+    assert c.closed(), c.buf
+    t.wait_log(r"imap selected mailbox gone")
+    # the session that deleted and renamed goes on, and Proj2 still works
+    st, lines = b.ok("STATUS Proj2 (MESSAGES)")
+    assert "MESSAGES 0" in lines[0], lines
+    d = clients(t)
+    login(d)
+    d.ok("SELECT Proj2")
+    st, lines = d.ok("NOOP")
+    assert lines == [], lines
+
+
 def test_copy_move_list_status_create_rename_delete(timap, clients):
     t = timap
     deliver(t, 5)

@@ -270,10 +270,13 @@ static void fk_unselect(void *ctx, struct imap_server *s)
 static enum imap_verdict fk_sync(void *ctx, struct imap_server *s, struct imap_changes *r)
 {
 	struct fake *f = ctx;
-	(void)s;
 	if (f->sel < 0)
 		return fk_v(f, IMAP_OK);
 	struct fk_box *b = &f->box[f->sel];
+	if (!b->exists) {
+		imap_server_mailbox_gone(s);
+		return fk_v(f, IMAP_NO);
+	}
 	r->added = malloc(FK_MAXMSG * sizeof *r->added);
 	r->expunged = malloc(FK_MAXMSG * sizeof *r->expunged);
 	for (size_t i = 0; i < f->n_known; i++) {

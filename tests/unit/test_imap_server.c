@@ -676,6 +676,53 @@ static void test_idle(void **state)
 	free(out);
 }
 
+/* The selected mailbox deleted by another session: the next sync ends the
+ * session with BYE and no tagged answer (Dovecot's behaviour), in IDLE at
+ * once. The poke deletes it as soon as it is selected (byte by byte). */
+static bool poke_in_idle;
+static void poke_delete(struct fake *f, struct imap_server *s, size_t off)
+{
+	(void)off;
+	if (f->sel >= 0 && f->box[f->sel].exists && !f->has_pend && (!poke_in_idle || s->idle)) {
+		f->box[f->sel].exists = false;
+		imap_server_mailbox_changed(s);
+	}
+}
+
+static void test_selected_mailbox_gone(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct run_opts o = { .plaintext = true, .poke = poke_delete };
+	{
+		enum mode m = M_BYTE; /* the poke needs a feed between SELECT and NOOP */
+		poke_in_idle = false;
+		char *out = run(&o, "a LOGIN fred secret\r\nb SELECT Sent\r\nc NOOP\r\nd NOOP\r\n",
+				m, &f);
+		assert_true(has(out, "b OK"));
+		assert_true(has(out, "* BYE Selected mailbox was deleted"));
+		assert_null(strstr(out, "c OK"));
+		assert_null(strstr(out, "ALERT"));
+		assert_null(strstr(out, "\r\nd "));
+		assert_true(f.unselects >= 1);
+		free(out);
+	}
+	poke_in_idle = true;
+	char *out = run(&o, "a LOGIN fred secret\r\nb SELECT Sent\r\nc IDLE\r\nDONE\r\nd NOOP\r\n",
+			M_BYTE, &f);
+	assert_true(has(out, "+ idling\r\n* BYE Selected mailbox was deleted"));
+	assert_null(strstr(out, "c OK"));
+	assert_null(strstr(out, "d OK"));
+	free(out);
+	/* our own DELETE of the selected mailbox deselects (no BYE) */
+	out = run_all(&plain, "a LOGIN fred secret\r\nb SELECT Sent\r\nc DELETE Sent\r\nd NOOP\r\n",
+		      &f);
+	assert_true(has(out, "c OK"));
+	assert_true(has(out, "d OK"));
+	assert_null(strstr(out, "BYE"));
+	free(out);
+}
+
 static void test_starttls_injection(void **state)
 {
 	(void)state;
@@ -742,7 +789,8 @@ int main(void)
 		cmocka_unit_test(test_multiappend_atomic),         cmocka_unit_test(test_list),
 		cmocka_unit_test(test_mailbox_names),  cmocka_unit_test(test_status),
 		cmocka_unit_test(test_select_rev2),    cmocka_unit_test(test_copy_move),
-		cmocka_unit_test(test_idle),           cmocka_unit_test(test_starttls_injection),
+		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_selected_mailbox_gone),           cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_seed_fetch_store_search),
 		cmocka_unit_test(test_fetch_seen_uid_store),
 		cmocka_unit_test(test_fetch_streaming),

@@ -1009,6 +1009,16 @@ static void test_rename(void **state)
 	assert_null(list_find(v, n, "Proj/Sub"));
 	assert_int_equal(list_find(v, n, "Old")->attrs, MBOX_ATTR_HASCHILDREN);
 	mbox_info_free(v, n);
+	/* a session with the renamed mailbox selected finds it gone */
+	struct mbox *sm = sel("Old/Proj.2026/Sub", false);
+	struct mbox_changes ch;
+	assert_int_equal(mbox_sync(sm, 0, &ch, &err), 0);
+	mbox_changes_free(&ch);
+	assert_int_equal(mstore_rename(st, "Old/Proj.2026", "Old/P", &err), 0);
+	assert_int_equal(mbox_sync(sm, 0, &ch, &err), -1);
+	assert_int_equal(err.code, MBOX_E_NONEXISTENT);
+	mbox_close(&sm);
+	assert_int_equal(mstore_rename(st, "Old/P", "Old/Proj.2026", &err), 0);
 	assert_int_equal(mstore_rename(st, "Old", "Old/Inside", &err), -1);
 	assert_int_equal(err.code, MBOX_E_CANNOT);
 	assert_int_equal(mstore_rename(st, "Old", "Sent", &err), -1);

@@ -119,6 +119,7 @@ struct imap_server {
 	uint32_t *uids; /* the sequence map, ascending */
 	size_t n_uids, cap_uids;
 	bool closing; /* CLOSE: unselect after its expunge, send nothing */
+	bool mbox_gone; /* sync found the mailbox deleted: BYE */
 
 	/* IDLE */
 	bool idle;

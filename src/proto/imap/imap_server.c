@@ -431,8 +431,27 @@ static void apply_changes(struct imap_server *s, struct imap_changes *c)
 	changes_free(c);
 }
 
+#define GONE_BYE "Selected mailbox was deleted, have to disconnect"
+
+/* After a sync: the app said the mailbox is gone. BYE without the tagged
+ * answer (the command's own effect, if any, is done). */
+static bool gone_check(struct imap_server *s)
+{
+	if (!s->mbox_gone)
+		return false;
+	s->mbox_gone = false;
+	changes_free(&s->ch_res);
+	buf_clear(&s->tagged);
+	flush_alert(s);
+	imap_logout(s, GONE_BYE);
+	cmd_clear(s);
+	return true;
+}
+
 static void tagged_sync_done(struct imap_server *s, enum imap_verdict v)
 {
+	if (gone_check(s))
+		return;
 	if (v == IMAP_OK)
 		apply_changes(s, &s->ch_res);
 	else
@@ -915,6 +934,12 @@ void imap_server_mailbox_changed(struct imap_server *s)
 		imap_idle_line(s, NULL, 0); /* a sync during IDLE */
 }
 
+void imap_server_mailbox_gone(struct imap_server *s)
+{
+	if (s->state == IS_SELECTED)
+		s->mbox_gone = true;
+}
+
 void imap_server_tls_started(struct imap_server *s)
 {
 	if (s->state == IS_LOGOUT)
@@ -1008,6 +1033,8 @@ const struct proto_session_ops imap_server_proto_ops = {
 
 static void idle_sync_done(struct imap_server *s, enum imap_verdict v)
 {
+	if (gone_check(s))
+		return;
 	if (v == IMAP_OK)
 		apply_changes(s, &s->ch_res);
 	else

@@ -31,7 +31,8 @@
  * mailbox is selected and the app said something changed
  * (imap_server_mailbox_changed()), and at once during IDLE. sync reports
  * new UIDs (EXISTS, RECENT in rev1), expunged UIDs (EXPUNGE, highest first)
- * and flag changes (FETCH (UID n FLAGS (...))).
+ * and flag changes (FETCH (UID n FLAGS (...))). A sync that finds the
+ * mailbox gone ends the session (imap_server_mailbox_gone()).
  *
  * FETCH, STORE, SEARCH and their UID forms (cmd_fetch.c, cmd_store.c,
  * cmd_search.c over imap_fetch.h / imap_search.h / imap_store.h) read
@@ -310,6 +311,12 @@ void imap_server_list_add(struct imap_server *s, const struct imap_list_entry *e
 /* The selected mailbox changed under the session (another session,
  * delivery): sync at the next allowed point, at once during IDLE. */
 void imap_server_mailbox_changed(struct imap_server *s);
+/* The selected mailbox no longer exists for this session (deleted or
+ * renamed by another session or program; call it from ops->sync before
+ * its NO). The engine then ends the session with "* BYE Selected mailbox
+ * was deleted" and no tagged answer, as Dovecot does: a client cannot go
+ * on with sequence numbers of a mailbox that is gone (RFC 9051 7.1.5). */
+void imap_server_mailbox_gone(struct imap_server *s);
 /* Queue "* OK [ALERT] text" (RFC 9051 7.1) with the next response. */
 void imap_server_alert(struct imap_server *s, const char *text);
 
