@@ -8,6 +8,7 @@ import base64
 import imaplib
 import os
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -458,6 +459,66 @@ def test_selected_mailbox_deleted_or_renamed_ends_session(timap, clients):
     d.ok("SELECT Proj2")
     st, lines = d.ok("NOOP")
     assert lines == [], lines
+
+
+def _fill_maildir(root, n, needle_every=0):
+    """n messages of about 3 KiB written straight into root/new/."""
+    os.makedirs(os.path.join(root, "new"), exist_ok=True)
+    words = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima "
+             "mike november oscar papa quebec romeo sierra tango").split()
+    for i in range(n):
+        body = " ".join(words[(i + k) % len(words)] for k in range(500))
+        if needle_every and i % needle_every == 0:
+            body += " needle"
+        data = ("From: s%d@example.net\nSubject: bulk %d\nMessage-ID: <b%d@example.net>\n\n%s\n"
+                % (i, i, i, body)).encode()
+        with open(os.path.join(root, "new", "%d.M%dP1.bulk" % (1700000000 + i, i)), "wb") as f:
+            f.write(data)
+
+
+def test_slow_mailbox_work_does_not_hold_other_sessions(timap, clients):
+    """Mailbox work runs on job threads: while one session's SEARCH BODY
+    scans thousands of messages, another session's commands are answered
+    (before the SEARCH), and a client that disconnects in the middle of its
+    SEARCH leaves a server that goes on working."""
+    t = timap
+    c = clients(t)
+    login(c)           # creates the account's Maildir
+    _fill_maildir(t.maildir(ALICE), 6000, needle_every=1000)
+    st, lines = c.ok("SELECT INBOX", timeout=120)
+    assert "* 6000 EXISTS" in lines, lines
+    st, lines = c.ok('SEARCH BODY "needle"', timeout=60)   # warm the page cache
+    assert lines == ["* SEARCH 1 1001 2001 3001 4001 5001"], lines
+    d = clients(t)
+    login(d)
+    d.ok("SELECT Sent")
+    order = []
+    for rnd in range(3):
+        c.send('s%d SEARCH BODY "no such word anywhere"\r\n' % rnd)
+        time.sleep(0.02)
+        d.send("n%d NOOP\r\n" % rnd)
+        t0 = time.monotonic()
+        d.read_until("n%d" % rnd)
+        t_noop = time.monotonic() - t0
+        # has any of the SEARCH answer arrived before the NOOP's?
+        ready = bool(c.buf) or bool(select.select([c.sock], [], [], 0)[0])
+        c.read_until("s%d" % rnd, timeout=60)
+        t_search = time.monotonic() - t0
+        order.append((ready, round(t_noop, 3), round(t_search, 3)))
+    # the NOOP did not wait for the SEARCH (at least twice out of three)
+    assert [o[0] for o in order].count(False) >= 2, order
+    # a client gone while its SEARCH runs
+    e = clients(t)
+    login(e)
+    e.ok("SELECT INBOX", timeout=60)
+    e.send('x SEARCH BODY "nothing like this"\r\n')
+    time.sleep(0.02)
+    e.close()
+    st, lines = d.ok("STATUS INBOX (MESSAGES)")
+    assert "MESSAGES 6000" in lines[0], lines
+    t.wait_log(r"imap disconnect .*reason=", timeout=30)
+    st, lines = c.ok('UID SEARCH BODY "needle"', timeout=60)
+    assert len(lines[0].split()) == 8, lines
 
 
 def test_copy_move_list_status_create_rename_delete(timap, clients):

@@ -34,6 +34,8 @@ struct fake {
 	bool async; /* every verdict PENDING */
 	bool has_pend;
 	enum imap_verdict pend_v;
+	void (*pend_work)(struct imap_server *s); /* offloaded: run before resume */
+	unsigned offloads;
 	int ap_box;
 	size_t ap_bytes;
 	unsigned ap_flags[8]; /* messages ended, not yet committed */
@@ -417,6 +419,21 @@ static enum imap_verdict fk_ap_commit(void *ctx, struct imap_server *s, const ch
 	return fk_v(f, IMAP_OK);
 }
 
+/* SEARCH/FETCH work: run by the test loop before the resume when async
+ * (as a job thread would), else at once. */
+static enum imap_verdict fk_offload(void *ctx, struct imap_server *s,
+				   void (*work)(struct imap_server *s))
+{
+	struct fake *f = ctx;
+	f->offloads++;
+	if (f->async) {
+		f->pend_work = work;
+		return fk_v(f, IMAP_OK);
+	}
+	work(s);
+	return IMAP_OK;
+}
+
 static void fk_ap_abort(void *ctx, struct imap_server *s)
 {
 	struct fake *f = ctx;
@@ -544,6 +561,7 @@ static const struct imap_server_ops fk_ops = {
 	.append_end = fk_ap_end,
 	.append_commit = fk_ap_commit,
 	.append_abort = fk_ap_abort,
+	.offload = fk_offload,
 };
 
 /* INBOX with 19 messages (8 marked \Deleted, 17..19 unseen), Sent, Trash,

@@ -155,7 +155,14 @@ struct imap_server {
 	const char *fetch_err; /* NO text for the end, or NULL */
 	struct imap_fetch_render fetch_r;
 	struct imap_msg fetch_m;
+	bool fetch_offload;     /* render batches through ops->offload */
+	bool fetch_fatal;       /* a promised literal failed: close */
+	struct buf fetch_buf;   /* an offloaded batch, appended at resume */
 };
+
+/* SEARCH/FETCH go through ops->offload above this many messages, or when
+ * they read message files. */
+#define IMAP_OFFLOAD_MIN_MSGS 256
 
 /* imap_server.c */
 void imap_untagged(struct imap_server *s, const char *fmt, ...) ATTR_FORMAT(2, 3);

@@ -72,6 +72,7 @@ struct imap_server *imap_server_new(const struct imap_server_settings *set,
 	buf_init(&s->reply, 0);
 	buf_init(&s->tagged, 0);
 	buf_init(&s->alert, 0);
+	buf_init(&s->fetch_buf, 0);
 	s->state = IS_NOAUTH;
 	s->ap_begun = -1;
 	new_parser(s);
@@ -113,6 +114,7 @@ void imap_server_free(struct imap_server **sp)
 	buf_deinit(&s->reply);
 	buf_deinit(&s->tagged);
 	buf_deinit(&s->alert);
+	buf_deinit(&s->fetch_buf);
 	free(s->tag);
 	free(s->user);
 	free(s->login_user);
