@@ -295,9 +295,16 @@ static enum imap_verdict op_sasl_done(void *ctx, struct imap_server *eng, const 
  * before it. IMAP sessions are independent of each other: their jobs have
  * no done() for io/jobs; run() puts the session on this list instead and
  * wakes the loop, which finishes each session as soon as its own job has
- * returned. Created with the first connection; lives until exit. */
+ * returned.
+ *
+ * The pool exists while IMAP sessions do: created by the first one, and
+ * joined (jobs_free) when the last one is freed (no job can be in flight
+ * then: a session with a job is freed only at the job's end), so that no
+ * worker outlives the sessions; the server frees the event loop, and with
+ * it the pool's wakeup, after the last session at shutdown. */
 static struct jobs *imap_jobs;
-static struct ev_async *imap_jobs_async;
+static struct ev_async *imap_jobs_async; /* the completion list's wakeup */
+static unsigned imap_live;               /* sessions not yet freed */
 static pthread_mutex_t imap_done_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct imap_sess *imap_done_head, *imap_done_tail; /* linked by done_next */
 
@@ -1213,6 +1220,8 @@ static void imap_sess_free(struct session *base)
 	mstore_close(&s->ms);
 	job_args_free(s);
 	free(s->user);
+	if (--imap_live == 0)
+		jobs_free(&imap_jobs); /* joins the idle workers */
 }
 
 static const struct proto_session_ops conn_ops = {
@@ -1231,6 +1240,7 @@ void role_imap_accept(struct server *srv, const struct server_listener *sl, int 
 	struct imap_sess *s = xcalloc(1, sizeof *s);
 	session_init(&s->base, srv, "imap", peer, port, imap_sess_free);
 	s->msg_fd = -1;
+	imap_live++;
 	if (!imap_jobs_async)
 		imap_jobs_async = ev_async_new(srv->ev, jobs_wakeup, NULL);
 	if (!imap_jobs && imap_jobs_async)

@@ -54,17 +54,18 @@
 
 /* ---- crash points (tests) -------------------------------------------------- */
 
+/* Relaxed atomics: the daemon calls the store from several job threads. */
 static unsigned crash_at, crash_count;
 
 void mbox_test_crash_at(unsigned n)
 {
-	crash_at = n;
-	crash_count = 0;
+	__atomic_store_n(&crash_at, n, __ATOMIC_RELAXED);
+	__atomic_store_n(&crash_count, 0, __ATOMIC_RELAXED);
 }
 
 unsigned mbox_test_crash_points(void)
 {
-	return crash_count;
+	return __atomic_load_n(&crash_count, __ATOMIC_RELAXED);
 }
 
 static bool test_nosync;
@@ -86,8 +87,9 @@ static int sync_data(int fd)
 
 static void crash_point(void)
 {
-	crash_count++;
-	if (crash_at != 0 && crash_count == crash_at)
+	unsigned n = __atomic_add_fetch(&crash_count, 1, __ATOMIC_RELAXED);
+	unsigned at = __atomic_load_n(&crash_at, __ATOMIC_RELAXED);
+	if (at != 0 && n == at)
 		raise(SIGKILL);
 }
 
