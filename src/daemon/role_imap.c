@@ -102,11 +102,15 @@ struct imap_sess {
 	uint32_t *j_out, *j_out2;
 	size_t j_nout;
 	struct imap_sess *done_next; /* on the finished-jobs list */
+	uint64_t seen_modseq; /* mbox_seen_modseq after the last select/sync */
+	uint64_t pruned;      /* expunge records pruned up to this modseq */
+	uint64_t j_floor;     /* prune up to this after the job's expunge, 0: no */
 	void (*j_work)(struct imap_server *eng); /* offloaded engine work */
 	bool j_stored; /* the work stored flags: notify the others at its end */
 };
 
 static struct imap_sess *registry;
+static unsigned imap_opening; /* SELECT/EXAMINE jobs in flight */
 
 /* ---- registry ---------------------------------------------------------------- */
 
@@ -157,6 +161,27 @@ static void notify_selected(struct imap_sess *s)
 {
 	if (s->mb && s->user)
 		notify(s, s->user, mbox_name(s->mb));
+}
+
+/* Expunge records at or below the returned modseq are needed by no
+ * session of this process (the only user of the index): the smallest
+ * seen_modseq of the sessions with s's mailbox selected (copies taken on
+ * this thread after their jobs, so never above the real value). 0 while a
+ * SELECT is in flight (its starting point is not known yet) or when
+ * nothing new can be pruned. See mbox_prune_expunged. */
+static uint64_t prune_floor(struct imap_sess *s)
+{
+	if (imap_opening || !s->mb || !s->user)
+		return 0;
+	uint64_t floor = s->seen_modseq;
+	for (struct imap_sess *o = registry; o; o = o->reg_next) {
+		if (o == s || !o->mb || !o->user || ascii_strcasecmp(o->user, s->user) != 0 ||
+		    strcmp(mbox_name(o->mb), mbox_name(s->mb)) != 0)
+			continue;
+		if (o->seen_modseq < floor)
+			floor = o->seen_modseq;
+	}
+	return floor > s->pruned ? floor : 0;
 }
 
 void role_imap_delivered(const char *account)
@@ -637,6 +662,7 @@ static void run_select(struct imap_sess *s)
 
 static void drop_select(struct imap_sess *s)
 {
+	imap_opening--;
 	close_mbox(s); /* never registered: reg_del is a no-op */
 	job_args_free(s);
 }
@@ -644,9 +670,12 @@ static void drop_select(struct imap_sess *s)
 static enum imap_verdict finish_select(struct imap_sess *s)
 {
 	bool ro = s->j_flag;
+	imap_opening--;
 	job_args_free(s);
 	if (s->j_rc < 0)
 		return fail(s, &s->j_err, ro ? "EXAMINE" : "SELECT");
+	s->seen_modseq = mbox_seen_modseq(s->mb);
+	s->pruned = 0;
 	struct imap_select_info *r = s->j_res;
 	size_t n = 0;
 	r->uids = mbox_uids(s->mb, &n);
@@ -674,6 +703,7 @@ static enum imap_verdict op_select(void *ctx, struct imap_server *eng, const cha
 	s->j_flag = readonly;
 	s->j_rev2 = imap_server_rev2(eng);
 	s->j_res = r;
+	imap_opening++;
 	return submit(s, run_select, finish_select, drop_select);
 }
 
@@ -712,6 +742,7 @@ static enum imap_verdict finish_sync(struct imap_sess *s)
 		}
 		return fail(s, &s->j_err, "sync");
 	}
+	s->seen_modseq = mbox_seen_modseq(s->mb);
 	struct imap_changes *r = s->j_res;
 	struct mbox_changes *ch = &s->j_ch;
 	r->added = ch->added;
@@ -745,11 +776,24 @@ static enum imap_verdict op_sync(void *ctx, struct imap_server *eng, struct imap
 	return submit(s, run_sync, finish_sync, drop_sync);
 }
 
+/* After an expunge or a move (which add records): drop the records no
+ * session needs any more (j_floor from prune_floor). A failure only costs
+ * space. */
+static void run_prune(struct imap_sess *s)
+{
+	if (s->j_rc < 0 || !s->j_floor)
+		return;
+	struct mbox_err e = { 0 };
+	if (mbox_prune_expunged(s->mb, s->j_floor, &e) < 0)
+		s->j_floor = 0;
+}
+
 static void run_expunge(struct imap_sess *s)
 {
 	s->j_out = NULL;
 	s->j_nout = 0;
 	s->j_rc = mbox_expunge(s->mb, s->j_uids, s->j_n, &s->j_out, &s->j_nout, &s->j_err);
+	run_prune(s);
 }
 
 static void drop_out(struct imap_sess *s)
@@ -766,6 +810,8 @@ static enum imap_verdict finish_expunge(struct imap_sess *s)
 	job_args_free(s);
 	if (s->j_rc < 0)
 		return fail(s, &s->j_err, "EXPUNGE");
+	if (s->j_floor)
+		s->pruned = s->j_floor;
 	struct imap_expunge_result *r = s->j_res;
 	r->uids = s->j_out;
 	r->n = s->j_nout;
@@ -783,6 +829,7 @@ static enum imap_verdict op_expunge(void *ctx, struct imap_server *eng, const ui
 	(void)eng;
 	set_uids(s, uids, n);
 	s->j_res = r;
+	s->j_floor = prune_floor(s);
 	return submit(s, run_expunge, finish_expunge, drop_out);
 }
 
@@ -792,6 +839,8 @@ static void run_copy(struct imap_sess *s)
 	s->j_nout = 0;
 	s->j_rc = mbox_copy(s->mb, s->j_uids, s->j_n, s->j_name, s->j_flag, &s->j_uidvalidity,
 			    &s->j_out, &s->j_out2, &s->j_nout, &s->j_err);
+	if (s->j_flag)
+		run_prune(s);
 }
 
 static enum imap_verdict finish_copy(struct imap_sess *s)
@@ -805,6 +854,8 @@ static enum imap_verdict finish_copy(struct imap_sess *s)
 		}
 		return fail(s, &s->j_err, move ? "MOVE" : "COPY");
 	}
+	if (move && s->j_floor)
+		s->pruned = s->j_floor;
 	struct imap_copy_result *r = s->j_res;
 	r->uidvalidity = s->j_uidvalidity;
 	r->src = s->j_out;
@@ -827,6 +878,7 @@ static enum imap_verdict op_copy(void *ctx, struct imap_server *eng, const uint3
 	s->j_name = xstrdup(dest);
 	s->j_flag = move;
 	s->j_res = r;
+	s->j_floor = move ? prune_floor(s) : 0;
 	return submit(s, run_copy, finish_copy, drop_out);
 }
 

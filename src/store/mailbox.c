@@ -11,7 +11,8 @@
  *   messages(id, mailbox, uid, base, path, flags, keywords, internaldate, tz,
  *            size, wsize, modseq)      narrow, so counts and SELECT scan fast
  *   cache(id -> envelope, body, bodystructure, mime)  the parsed message
- *   expunged(mailbox, uid, modseq)     for mbox_sync's EXPUNGE reports
+ *   expunged(mailbox, uid, modseq)     for mbox_sync's EXPUNGE reports (pruned:
+ *                                      mbox_prune_expunged)
  *   kwnames(mailbox, name)             keywords ever used (FLAGS response)
  *
  * Ordering rules that make every crash recoverable by the next scan:
@@ -2628,6 +2629,42 @@ fail_nort:
 	mrow_free(&r);
 	mbox_changes_free(ch);
 	return -1;
+}
+
+uint64_t mbox_seen_modseq(const struct mbox *m)
+{
+	return m->sync_modseq;
+}
+
+/* Pruning expunge records. A session's mbox_sync reports the expunges with
+ * a modseq above its sync_modseq (the highestmodseq as of its open or last
+ * sync), so a record at or below the smallest sync_modseq of every session
+ * that has the mailbox open is needed by nobody: later opens start above
+ * it. Only the caller knows the sessions (daemon/role_imap.c's registry,
+ * the only user of the index): it passes that floor, computed on the loop
+ * thread while no SELECT is in flight; an open that starts afterwards reads
+ * a highestmodseq at least as high as the floor, so it never needs a
+ * record at or below it. The records of this mailbox (by id, so a mailbox
+ * deleted and created again under the same name is not touched) are
+ * deleted in one transaction. mbox_changes_since is then exact only above
+ * the floor (QRESYNC's VANISHED (EARLIER) would have to answer from it). */
+int mbox_prune_expunged(struct mbox *m, uint64_t floor, struct mbox_err *err)
+{
+	struct mstore *s = m->s;
+	if (tx_begin(s, err) < 0)
+		return -1;
+	sqlite3_stmt *st = prep(s, "DELETE FROM expunged WHERE mailbox = ? AND modseq <= ?", err);
+	if (!st) {
+		tx_rollback(s);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, m->id);
+	sqlite3_bind_int64(st, 2, (int64_t)floor);
+	if (step_done(s, st, err) < 0) {
+		tx_rollback(s);
+		return -1;
+	}
+	return tx_commit(s, err);
 }
 
 void mbox_changes_free(struct mbox_changes *ch)

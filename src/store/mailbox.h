@@ -328,10 +328,18 @@ int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch,
 void mbox_changes_free(struct mbox_changes *ch);
 /* CONDSTORE/QRESYNC (RFC 7162): expunged UIDs and flag changes with a modseq
  * above `since`, among the UIDs this session knows; `added` stays empty and
- * the session's sync state is not touched. Expunges are remembered for the
- * life of the mailbox (VANISHED (EARLIER) is exact). */
+ * the session's sync state is not touched. Expunges are remembered until
+ * mbox_prune_expunged drops them (exact above the pruning floor). */
 int mbox_changes_since(struct mbox *m, uint64_t since, struct mbox_changes *ch,
 		       struct mbox_err *err) ATTR_WARN_UNUSED;
+/* The modseq up to which this session has seen changes: its next mbox_sync
+ * needs the expunge records above it. */
+uint64_t mbox_seen_modseq(const struct mbox *m);
+/* Deletes this mailbox's expunge records with modseq <= floor: pass the
+ * smallest mbox_seen_modseq of every session that has the mailbox open (in
+ * any thread or process), computed while no mbox_open of it is in flight.
+ * See mailbox.c for why that is safe. */
+int mbox_prune_expunged(struct mbox *m, uint64_t floor, struct mbox_err *err) ATTR_WARN_UNUSED;
 /* IDLE polling without SQLite: false if neither the mailbox directories nor
  * the index changed since the last mbox_sync/mbox_open (four stat() calls).
  * True means "maybe": call mbox_sync. Within 2 s of a change it always says

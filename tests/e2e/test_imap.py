@@ -521,6 +521,50 @@ def test_slow_mailbox_work_does_not_hold_other_sessions(timap, clients):
     assert len(lines[0].split()) == 8, lines
 
 
+def test_expunge_records_pruned_once_every_session_saw_them(timap, clients):
+    """The index keeps an expunge record only while a session with the
+    mailbox selected has not synced past it: the next EXPUNGE prunes the
+    records every such session has seen, and the others still get their
+    untagged EXPUNGE."""
+    import sqlite3
+    t = timap
+    a, b = clients(t), clients(t)
+    login(a)
+    login(b)
+    for i in range(6):
+        d = msg(100 + i).encode()
+        a.ok("APPEND INBOX {%d+}\r\n%s" % (len(d), d.decode()))
+    a.ok("SELECT INBOX")
+    b.ok("SELECT INBOX")
+    db = os.path.join(t.maildir(ALICE), "tern-index.db")
+
+    def records():
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+        try:
+            return con.execute("SELECT count(*) FROM expunged").fetchone()[0]
+        finally:
+            con.close()
+
+    a.ok("STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    assert records() == 2
+    # b has not synced: a second expunge keeps b's records
+    a.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    assert records() == 3
+    st, lines = b.ok("NOOP")
+    assert [l for l in lines if l.endswith(" EXPUNGE")] == [
+        "* 3 EXPUNGE", "* 2 EXPUNGE", "* 1 EXPUNGE"], lines
+    a.ok("NOOP")
+    a.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    assert records() == 1
+    st, lines = b.ok("NOOP")
+    assert lines == ["* 1 EXPUNGE"], lines
+    st, lines = b.ok("FETCH 1:* (UID)")
+    assert len(lines) == 2, lines
+
+
 def test_copy_move_list_status_create_rename_delete(timap, clients):
     t = timap
     deliver(t, 5)

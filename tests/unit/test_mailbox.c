@@ -579,6 +579,79 @@ static void test_append_all_or_nothing(void **state)
 	free(msg);
 }
 
+/* Expunge records in the index (sqlite3 directly). */
+static int count_expunge_records(void)
+{
+	char *db = xasprintf("%s/%s", root, MBOX_INDEX_NAME);
+	sqlite3 *h = NULL;
+	int n = -1;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+		sqlite3_stmt *q = NULL;
+		if (sqlite3_prepare_v2(h, "SELECT count(*) FROM expunged", -1, &q, NULL) ==
+			    SQLITE_OK &&
+		    sqlite3_step(q) == SQLITE_ROW)
+			n = sqlite3_column_int(q, 0);
+		sqlite3_finalize(q);
+	}
+	sqlite3_close(h);
+	free(db);
+	return n;
+}
+
+/* Pruning: records at or below the smallest seen modseq of the open
+ * sessions go; a session that has not synced yet keeps its records. */
+static void test_prune_expunged(void **state)
+{
+	(void)state;
+	struct mbox_err err;
+	assert_int_equal(mstore_create(st, "Prune", MBOX_SPECIAL_NONE, &err), 0);
+	uint32_t u[4];
+	for (int i = 0; i < 4; i++)
+		u[i] = append("Prune", "p", 0, NULL);
+	struct mbox *a = sel("Prune", false), *b = sel("Prune", true);
+	assert_int_equal(mbox_store(a, u, 2, MBOX_OP_ADD, MBOX_DELETED, NULL, 0, 0, NULL, NULL,
+				    &err),
+			 0);
+	uint32_t *gone = NULL;
+	size_t n_gone = 0;
+	assert_int_equal(mbox_expunge(a, NULL, 0, &gone, &n_gone, &err), 0);
+	assert_int_equal(n_gone, 2);
+	free(gone);
+	int before = count_expunge_records();
+	assert_true(before >= 2);
+	/* b has not synced: the floor is its open point, nothing of this goes */
+	uint64_t floor = mbox_seen_modseq(a) < mbox_seen_modseq(b) ? mbox_seen_modseq(a)
+								   : mbox_seen_modseq(b);
+	assert_int_equal(mbox_prune_expunged(a, floor, &err), 0);
+	assert_int_equal(count_expunge_records(), before);
+	struct mbox_changes ch;
+	assert_int_equal(mbox_sync(b, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_expunged, 2);
+	assert_int_equal(ch.expunged[0], u[0]);
+	mbox_changes_free(&ch);
+	assert_int_equal(mbox_sync(a, 0, &ch, &err), 0);
+	mbox_changes_free(&ch);
+	/* both have seen everything: the records go */
+	floor = mbox_seen_modseq(a) < mbox_seen_modseq(b) ? mbox_seen_modseq(a)
+							  : mbox_seen_modseq(b);
+	assert_int_equal(mbox_prune_expunged(b, floor, &err), 0);
+	assert_int_equal(count_expunge_records(), before - 2);
+	/* later sessions and syncs are unaffected */
+	struct mbox *c = sel("Prune", false);
+	size_t n = 0;
+	mbox_uids(c, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(mbox_sync(c, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_expunged, 0);
+	mbox_changes_free(&ch);
+	assert_int_equal(mbox_sync(b, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_expunged, 0);
+	mbox_changes_free(&ch);
+	mbox_close(&a);
+	mbox_close(&b);
+	mbox_close(&c);
+}
+
 static void test_delivery_and_recent(void **state)
 {
 	(void)state;
@@ -1267,6 +1340,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_subscribe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_select, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_all_or_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune_expunged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_and_recent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_external_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store, setup, teardown),
