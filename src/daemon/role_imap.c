@@ -5,11 +5,12 @@
  * Password checks (LOGIN, AUTHENTICATE PLAIN/LOGIN) go through
  * daemon/login.c (job threads, the shared failed-login throttle and its
  * delay); SCRAM outcomes are recorded with login_record(). After a login the
- * account's mailbox store is opened (mstore_open on the Maildir root).
+ * account's mailbox store is opened (mstore_open on the Maildir root, on a
+ * job thread).
  *
  * Every mailbox operation maps onto one mstore_* / mbox_* call. The slow
  * ones run on IMAP's job threads with PENDING verdicts (see "jobs" below):
- * SELECT/EXAMINE, STATUS, LIST, CREATE/DELETE/RENAME/SUBSCRIBE, sync,
+ * opening the store after login, SELECT/EXAMINE, STATUS, LIST, CREATE/DELETE/RENAME/SUBSCRIBE, sync,
  * EXPUNGE, COPY/MOVE, APPEND's fsync and commit, and the message loops of
  * SEARCH and of FETCH with bodies (ops->offload). STORE, APPEND's begin and
  * writes, and small FETCH/SEARCH stay on the loop thread.
@@ -191,6 +192,10 @@ void role_imap_delivered(const char *account)
 
 static void close_mbox(struct imap_sess *s);
 static void append_drop(struct imap_sess *s);
+static void job_args_free(struct imap_sess *s);
+static enum imap_verdict submit(struct imap_sess *s, void (*run)(struct imap_sess *),
+				enum imap_verdict (*finish)(struct imap_sess *),
+				void (*drop)(struct imap_sess *));
 
 /* ---- errors -------------------------------------------------------------------- */
 
@@ -220,20 +225,37 @@ static enum imap_verdict fail(struct imap_sess *s, const struct mbox_err *e, con
 
 /* ---- login ------------------------------------------------------------------------ */
 
-static bool open_store(struct imap_sess *s)
+/* Job: open the account's store (creates a new account's Maildir, index
+ * and special-use mailboxes: directories, SQLite, fsyncs). */
+static void run_open(struct imap_sess *s)
 {
-	char *root = maildir_account_path(s->base.cfg->data_dir, s->user);
-	struct mbox_err e = { 0 };
-	if (!root || mstore_open(root, &s->ms, &e) < 0) {
-		log_warnx("%s imap mstore_open(%s) failed: %s", s->base.id, s->user,
-			  root ? e.msg : "bad address");
-		free(root);
+	s->j_rc = mstore_open(s->j_name, &s->ms, &s->j_err);
+}
+
+static enum imap_verdict finish_open(struct imap_sess *s)
+{
+	job_args_free(s);
+	if (s->j_rc < 0) {
+		log_warnx("%s imap mstore_open(%s) failed: %s", s->base.id, s->user, s->j_err.msg);
 		imap_server_reply(s->eng, "UNAVAILABLE", "Mail store unavailable (session %s)",
 				  s->base.id);
-		return false;
+		return IMAP_NO;
 	}
-	free(root);
-	return true;
+	return IMAP_OK;
+}
+
+/* After a successful login: PENDING (the job resumes the engine) or NO. */
+static enum imap_verdict open_store(struct imap_sess *s)
+{
+	char *root = maildir_account_path(s->base.cfg->data_dir, s->user);
+	if (!root) {
+		log_warnx("%s imap no mail store for %s: bad address", s->base.id, s->user);
+		imap_server_reply(s->eng, "UNAVAILABLE", "Mail store unavailable (session %s)",
+				  s->base.id);
+		return IMAP_NO;
+	}
+	s->j_name = root;
+	return submit(s, run_open, finish_open, job_args_free);
 }
 
 static void delay_done(struct evloop *ev, void *ctx)
@@ -255,9 +277,9 @@ static void login_done(struct session *base, bool ok, char *canon)
 		free(canon);
 	if (ok && !s->user)
 		ok = false;
-	if (ok && !open_store(s))
-		ok = false;
-	imap_server_resume(s->eng, ok ? IMAP_OK : IMAP_NO);
+	if (ok && open_store(s) == IMAP_PENDING)
+		return; /* the job resumes the engine */
+	imap_server_resume(s->eng, IMAP_NO);
 	conn_kick(s->base.conn);
 }
 
@@ -292,7 +314,7 @@ static enum imap_verdict op_sasl_done(void *ctx, struct imap_server *eng, const 
 		free(s->user);
 		if (!accounts_user_exists(s->base.srv->accounts, user, &s->user))
 			s->user = xstrdup(user);
-		return open_store(s) ? IMAP_OK : IMAP_NO;
+		return open_store(s);
 	}
 	if (!delay)
 		return IMAP_NO;
