@@ -12,7 +12,7 @@
  * ones run on IMAP's job threads with PENDING verdicts (see "jobs" below):
  * opening the store after login, SELECT/EXAMINE, STATUS, LIST, CREATE/DELETE/RENAME/SUBSCRIBE, sync,
  * EXPUNGE, COPY/MOVE, APPEND's fsync and commit, and the message loops of
- * SEARCH and of FETCH with bodies (ops->offload). STORE, APPEND's begin and
+ * STORE, SEARCH and FETCH with bodies (ops->offload). APPEND's begin and
  * writes, and small FETCH/SEARCH stay on the loop thread.
  *
  * Untagged updates: a registry (loop thread only) lists the sessions with a

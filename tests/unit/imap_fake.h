@@ -520,14 +520,17 @@ static enum imap_verdict fk_store(void *ctx, struct imap_server *s, const uint32
 				  size_t *n_failed_r)
 {
 	struct fake *f = ctx;
-	(void)s;
-	(void)keywords;
-	(void)n_keywords;
 	(void)unchanged_since;
 	if (failed_r)
 		*failed_r = NULL;
 	if (n_failed_r)
 		*n_failed_r = 0;
+	for (size_t k = 0; k < n_keywords; k++)
+		if (strcmp(keywords[k], "Refused") == 0) {
+			/* a store refusal with the app's own text */
+			imap_server_reply(s, "LIMIT", "Keyword refused");
+			return IMAP_NO;
+		}
 	struct fk_box *b = &f->box[f->sel];
 	for (size_t j = 0; j < n; j++)
 		for (size_t i = 0; i < b->n; i++)

@@ -588,8 +588,10 @@ static void test_fetch_seen_uid_store(void **state)
 			    "n FETCH 1 (FOO)\r\n"
 			    "o STORE 1 +FLAGS (\\Recent)\r\n"
 			    "p SEARCH BLAH\r\n"
-			    "q UID FETCH 100 FLAGS\r\n",
+			    "q UID FETCH 100 FLAGS\r\n"
+			    "r STORE 1 +FLAGS (Refused)\r\n",
 			    &f);
+	assert_true(has(out, "r NO [LIMIT] Keyword refused"));
 	assert_true(has(out, "* 17 FETCH (BODY[TEXT] {32}\r\nHello Joe, this is message 17.\r\n)\r\nc OK"));
 	assert_true(has(out, "d NO [READ-ONLY]"));
 	assert_true(has(out, "* 17 FETCH (BODY[TEXT] {32}\r\nHello Joe, this is message 17.\r\n UID 17 FLAGS (\\Seen))\r\nf OK"));
@@ -608,9 +610,10 @@ static void test_fetch_seen_uid_store(void **state)
 	assert_true(f.box[0].flags[16] & IMAP_F_SEEN);
 	assert_true(f.box[0].flags[1] & IMAP_F_ANSWERED);
 	assert_int_equal(f.gets, f.puts);
-	/* bodies (c, f, g) and SEARCH SUBJECT (l) go through ops->offload;
-	 * UID FETCH 2:3 FLAGS and SEARCH UNSEEN on 19 messages do not */
-	assert_int_equal(f.offloads, 4);
+	/* bodies (c, f, g), SEARCH SUBJECT (l) and the STOREs that reach the
+	 * app (i, j, r) go through ops->offload; UID FETCH 2:3 FLAGS and SEARCH
+	 * UNSEEN on 19 messages do not */
+	assert_int_equal(f.offloads, 7);
 	free(out);
 }
 

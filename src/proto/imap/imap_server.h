@@ -37,9 +37,9 @@
  * FETCH, STORE, SEARCH and their UID forms (cmd_fetch.c, cmd_store.c,
  * cmd_search.c over imap_fetch.h / imap_search.h / imap_store.h) read
  * messages through ops->msg_get / msg_put and change flags through
- * ops->store; these three ops are synchronous (no PENDING), but SEARCH and
- * a FETCH of bodies or of many messages run their message loop through
- * ops->offload (on a job thread in the daemon). FETCH streams:
+ * ops->store; these three ops are synchronous (no PENDING), but STORE,
+ * SEARCH and a FETCH of bodies or of many messages run their message loop
+ * through ops->offload (on a job thread in the daemon). FETCH streams:
  * it renders message after message into the output and, once the output
  * passes IMAP_FETCH_HIWAT, want() says PENDING until the connection has
  * drained it; imap_server_output() then renders more (the connection calls
@@ -268,8 +268,9 @@ struct imap_server_ops {
 	/* Optional: run work(s) away from the caller (a job thread) and call
 	 * imap_server_resume(s, IMAP_OK) back on the session's thread once it
 	 * has returned; return PENDING. NULL, or IMAP_OK after calling work(s)
-	 * itself, runs it inline. work is the slow part of SEARCH and FETCH
-	 * (bodies, or many messages): it calls only msg_get/msg_put/store and
+	 * itself, runs it inline. work is the slow part of STORE, SEARCH and
+	 * FETCH (bodies, or many messages): it calls only msg_get/msg_put/store
+	 * (whose imap_server_reply() it may trigger) and
 	 * touches only the command's own state (never the output buffer);
 	 * until the resume the engine makes no other op call. */
 	enum imap_verdict (*offload)(void *ctx, struct imap_server *s,
