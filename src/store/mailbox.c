@@ -11,7 +11,8 @@
  *   messages(id, mailbox, uid, base, path, flags, keywords, internaldate, tz,
  *            size, wsize, modseq)      narrow, so counts and SELECT scan fast
  *   cache(id -> envelope, body, bodystructure, mime)  the parsed message
- *   expunged(mailbox, uid, modseq)     for mbox_sync's EXPUNGE reports
+ *   expunged(mailbox, uid, modseq)     for mbox_sync's EXPUNGE reports (pruned:
+ *                                      mbox_prune_expunged)
  *   kwnames(mailbox, name)             keywords ever used (FLAGS response)
  *
  * Ordering rules that make every crash recoverable by the next scan:
@@ -54,17 +55,18 @@
 
 /* ---- crash points (tests) -------------------------------------------------- */
 
+/* Relaxed atomics: the daemon calls the store from several job threads. */
 static unsigned crash_at, crash_count;
 
 void mbox_test_crash_at(unsigned n)
 {
-	crash_at = n;
-	crash_count = 0;
+	__atomic_store_n(&crash_at, n, __ATOMIC_RELAXED);
+	__atomic_store_n(&crash_count, 0, __ATOMIC_RELAXED);
 }
 
 unsigned mbox_test_crash_points(void)
 {
-	return crash_count;
+	return __atomic_load_n(&crash_count, __ATOMIC_RELAXED);
 }
 
 static bool test_nosync;
@@ -86,8 +88,9 @@ static int sync_data(int fd)
 
 static void crash_point(void)
 {
-	crash_count++;
-	if (crash_at != 0 && crash_count == crash_at)
+	unsigned n = __atomic_add_fetch(&crash_count, 1, __ATOMIC_RELAXED);
+	unsigned at = __atomic_load_n(&crash_at, __ATOMIC_RELAXED);
+	if (at != 0 && n == at)
 		raise(SIGKILL);
 }
 
@@ -149,6 +152,7 @@ struct mbox {
 	size_t n_rr;
 };
 
+struct parsed;
 struct mbox_append {
 	struct mstore *s;
 	char *name;
@@ -157,6 +161,13 @@ struct mbox_append {
 	bool pending_cr, failed;
 	struct mime_parser *parser;
 	struct buf out;
+	/* set by mbox_append_finish: the message waits in tmp/ */
+	bool finished;
+	struct parsed *p;
+	unsigned flags;
+	char *kw;
+	int64_t internaldate;
+	int tz_min;
 };
 
 /* ---- errors and SQL helpers -------------------------------------------------- */
@@ -2069,7 +2080,12 @@ void mbox_append_abort(struct mbox_append **ap)
 		struct mime_message *m = mime_parser_finish(&a->parser);
 		mime_message_free(&m);
 	}
+	if (a->p) {
+		parsed_deinit(a->p);
+		free(a->p);
+	}
 	buf_deinit(&a->out);
+	free(a->kw);
 	free(a->tmp_path);
 	free(a->cur_dir);
 	free(a->base);
@@ -2078,113 +2094,159 @@ void mbox_append_abort(struct mbox_append **ap)
 	*ap = NULL;
 }
 
-int mbox_append_commit(struct mbox_append **ap, unsigned flags, const char *const *keywords,
-		       size_t n_keywords, int64_t internaldate, int tz_min, uint32_t *uidvalidity_r,
-		       uint32_t *uid_r, struct mbox_err *err)
+int mbox_append_finish(struct mbox_append *a, unsigned flags, const char *const *keywords,
+		       size_t n_keywords, int64_t internaldate, int tz_min, struct mbox_err *err)
 {
-	struct mbox_append *a = *ap;
-	struct mstore *s = a->s;
-	flags &= MBOX_FLAGS_ALL;
-	if (kw_check(keywords, n_keywords, err) < 0) {
-		mbox_append_abort(ap);
+	if (a->finished || a->failed)
+		return fail(err, MBOX_E_SERVERBUG, "append already finished or failed");
+	if (kw_check(keywords, n_keywords, err) < 0)
 		return -1;
-	}
 	if (a->pending_cr) {
 		a->pending_cr = false;
 		buf_xappend(&a->out, "\r", 1);
 	}
-	if (append_flush(a, err) < 0) {
-		mbox_append_abort(ap);
+	if (append_flush(a, err) < 0)
 		return -1;
-	}
-	struct parsed p;
-	parsed_init(&p);
-	parsed_fill(&p, mime_parser_finish(&a->parser));
+	a->p = xmalloc(sizeof *a->p);
+	parsed_init(a->p);
+	parsed_fill(a->p, mime_parser_finish(&a->parser));
 	if (internaldate <= 0)
 		internaldate = time_unix();
 	struct timespec ts[2] = { { internaldate, 0 }, { internaldate, 0 } };
 	crash_point();
 	/* Data first; the mtime carries INTERNALDATE for a reindex. */
 	if (sync_data(a->fd) != 0 || futimens(a->fd, ts) != 0) {
-		fail_errno(err, "fsync", a->tmp_path);
-		parsed_deinit(&p);
-		mbox_append_abort(ap);
-		return -1;
+		a->failed = true;
+		return fail_errno(err, "fsync", a->tmp_path);
 	}
 	close(a->fd);
 	a->fd = -1;
-	crash_point();
-	char *kw = kw_apply("", MBOX_OP_ADD, keywords, n_keywords);
-	char *fname = NULL, *dst = NULL, *rel = NULL;
-	struct mrow r = { 0 };
+	a->flags = flags & MBOX_FLAGS_ALL;
+	a->kw = kw_apply("", MBOX_OP_ADD, keywords, n_keywords);
+	a->internaldate = internaldate;
+	a->tz_min = tz_min;
+	a->finished = true;
+	return 0;
+}
+
+/* Renames every finished message into cur/ and adds the rows in one
+ * transaction. On failure the files renamed so far are unlinked again
+ * before the rollback, so nothing shows. A crash in the short window
+ * between the first rename and the commit leaves the renamed files for the
+ * next sync to adopt (the store's rule: a file without a row is adopted),
+ * so MULTIAPPEND is all-or-nothing for every failure except a kill of the
+ * process inside that window; before it, the messages sit in tmp/ where
+ * nothing adopts them. */
+int mbox_append_commit_all(struct mbox_append **v, size_t n, uint32_t *uidvalidity_r,
+			   uint32_t *uids_r, struct mbox_err *err)
+{
 	int ret = -1;
+	struct mrow r = { 0 };
+	char **dst = xcalloc(n ? n : 1, sizeof *dst);
+	char **fname = xcalloc(n ? n : 1, sizeof *fname);
+	size_t renamed = 0;
+	bool in_tx = false;
+	if (n == 0 || !v[0]) {
+		fail(err, MBOX_E_SERVERBUG, "nothing to commit");
+		goto out;
+	}
+	struct mstore *s = v[0]->s;
+	for (size_t i = 0; i < n; i++) {
+		if (!v[i] || !v[i]->finished || v[i]->s != s || strcmp(v[i]->name, v[0]->name)) {
+			fail(err, MBOX_E_SERVERBUG, "append %zu not finished or elsewhere", i);
+			goto out;
+		}
+	}
 	if (tx_begin(s, err) < 0)
 		goto out;
-	int f = mrow_load(s, a->name, 0, &r, err);
+	in_tx = true;
+	int f = mrow_load(s, v[0]->name, 0, &r, err);
 	if (f == 1 || (f == 0 && !r.selectable))
 		fail(err, MBOX_E_NONEXISTENT, "mailbox vanished");
 	if (f != 0 || !r.selectable)
 		goto out;
-	char *fields = xasprintf("%s,S=%llu,W=%llu", a->base, (unsigned long long)p.size,
-				 (unsigned long long)p.wsize);
-	fname = name_with_flags(fields, flags);
-	free(fields);
-	dst = xasprintf("%s/%s", a->cur_dir, fname);
-	rel = xasprintf("cur/%s", fname);
-	crash_point();
-	if (rename(a->tmp_path, dst) != 0) {
-		fail_errno(err, "rename", a->tmp_path);
-		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct mbox_append *a = v[i];
+		char *fields = xasprintf("%s,S=%llu,W=%llu", a->base, (unsigned long long)a->p->size,
+					 (unsigned long long)a->p->wsize);
+		fname[i] = name_with_flags(fields, a->flags);
+		free(fields);
+		dst[i] = xasprintf("%s/%s", a->cur_dir, fname[i]);
+		crash_point();
+		if (rename(a->tmp_path, dst[i]) != 0) {
+			fail_errno(err, "rename", a->tmp_path);
+			goto out;
+		}
+		renamed = i + 1;
 	}
 	crash_point();
-	if (sync_dir(a->cur_dir) != 0) {
-		fail_errno(err, "fsync", a->cur_dir);
-		unlink(dst);
+	if (sync_dir(v[0]->cur_dir) != 0) {
+		fail_errno(err, "fsync", v[0]->cur_dir);
 		goto out;
 	}
 	crash_point();
-	struct newmsg n = {
-		.uid = r.uidnext,
-		.base = a->base,
-		.path = rel,
-		.flags = flags,
-		.keywords = kw,
-		.internaldate = internaldate,
-		.tz = tz_min,
-		.size = p.size,
-		.wsize = p.wsize,
-		.modseq = r.modseq + 1,
-	};
-	int64_t id;
-	if (msg_insert(s, r.id, &n, &id, err) < 0 || cache_insert(s, id, &p, err) < 0 ||
-	    kw_record(s, r.id, kw, err) < 0) {
-		unlink(dst);
-		goto out;
+	/* one operation, one modseq for all of its messages (RFC 7162 3.1) */
+	uint64_t modseq = r.modseq + 1;
+	for (size_t i = 0; i < n; i++) {
+		struct mbox_append *a = v[i];
+		char *rel = xasprintf("cur/%s", fname[i]);
+		struct newmsg nm = {
+			.uid = r.uidnext,
+			.base = a->base,
+			.path = rel,
+			.flags = a->flags,
+			.keywords = a->kw,
+			.internaldate = a->internaldate,
+			.tz = a->tz_min,
+			.size = a->p->size,
+			.wsize = a->p->wsize,
+			.modseq = modseq,
+		};
+		int64_t id;
+		int e = msg_insert(s, r.id, &nm, &id, err);
+		free(rel);
+		if (e < 0 || cache_insert(s, id, a->p, err) < 0 || kw_record(s, r.id, a->kw, err) < 0)
+			goto out;
+		uids_r[i] = r.uidnext++;
 	}
-	r.uidnext++;
-	r.modseq++;
-	if (mrow_save(s, &r, err) < 0) {
-		unlink(dst);
+	r.modseq = modseq;
+	if (mrow_save(s, &r, err) < 0 || tx_commit(s, err) < 0)
 		goto out;
-	}
-	if (tx_commit(s, err) < 0) {
-		unlink(dst);
-		goto out;
-	}
-	*uid_r = n.uid;
+	in_tx = false;
 	*uidvalidity_r = r.uidvalidity;
 	ret = 0;
 out:
-	if (ret < 0)
-		tx_rollback(s);
-	parsed_deinit(&p);
+	if (ret < 0) {
+		for (size_t i = 0; i < renamed; i++)
+			unlink(dst[i]);
+		if (in_tx)
+			tx_rollback(v[0]->s);
+	}
 	mrow_free(&r);
-	free(kw);
-	free(fname);
+	for (size_t i = 0; i < n; i++) {
+		free(dst[i]);
+		free(fname[i]);
+		if (ret == 0) {
+			/* renamed away: nothing left in tmp/ to unlink */
+			free(v[i]->tmp_path);
+			v[i]->tmp_path = NULL;
+		}
+		mbox_append_abort(&v[i]);
+	}
 	free(dst);
-	free(rel);
-	mbox_append_abort(ap);
+	free(fname);
 	return ret;
+}
+
+int mbox_append_commit(struct mbox_append **ap, unsigned flags, const char *const *keywords,
+		       size_t n_keywords, int64_t internaldate, int tz_min, uint32_t *uidvalidity_r,
+		       uint32_t *uid_r, struct mbox_err *err)
+{
+	if (mbox_append_finish(*ap, flags, keywords, n_keywords, internaldate, tz_min, err) < 0) {
+		mbox_append_abort(ap);
+		return -1;
+	}
+	return mbox_append_commit_all(ap, 1, uidvalidity_r, uid_r, err);
 }
 
 /* ---- selected mailbox ---------------------------------------------------------------- */
@@ -2512,8 +2574,14 @@ int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch, struct mb
 	if (session_refresh(m, (flags & MBOX_SYNC_FULL) != 0, &r, err) < 0)
 		return -1;
 	struct mstore *s = m->s;
+	if (strcmp(r.name, m->name) != 0) {
+		/* renamed away by another session: for this one the mailbox is
+		 * gone, as if deleted (the engine ends the session) */
+		fail(err, MBOX_E_NONEXISTENT, "mailbox was renamed");
+		goto fail;
+	}
 	char *dir = mdir(s, r.dir);
-	if (strcmp(dir, m->dir) != 0) { /* renamed meanwhile */
+	if (strcmp(dir, m->dir) != 0) { /* defensive: the name check covers renames */
 		free(m->dir);
 		m->dir = dir;
 		poll_record(m, m->dir);
@@ -2561,6 +2629,42 @@ fail_nort:
 	mrow_free(&r);
 	mbox_changes_free(ch);
 	return -1;
+}
+
+uint64_t mbox_seen_modseq(const struct mbox *m)
+{
+	return m->sync_modseq;
+}
+
+/* Pruning expunge records. A session's mbox_sync reports the expunges with
+ * a modseq above its sync_modseq (the highestmodseq as of its open or last
+ * sync), so a record at or below the smallest sync_modseq of every session
+ * that has the mailbox open is needed by nobody: later opens start above
+ * it. Only the caller knows the sessions (daemon/role_imap.c's registry,
+ * the only user of the index): it passes that floor, computed on the loop
+ * thread while no SELECT is in flight; an open that starts afterwards reads
+ * a highestmodseq at least as high as the floor, so it never needs a
+ * record at or below it. The records of this mailbox (by id, so a mailbox
+ * deleted and created again under the same name is not touched) are
+ * deleted in one transaction. mbox_changes_since is then exact only above
+ * the floor (QRESYNC's VANISHED (EARLIER) would have to answer from it). */
+int mbox_prune_expunged(struct mbox *m, uint64_t floor, struct mbox_err *err)
+{
+	struct mstore *s = m->s;
+	if (tx_begin(s, err) < 0)
+		return -1;
+	sqlite3_stmt *st = prep(s, "DELETE FROM expunged WHERE mailbox = ? AND modseq <= ?", err);
+	if (!st) {
+		tx_rollback(s);
+		return -1;
+	}
+	sqlite3_bind_int64(st, 1, m->id);
+	sqlite3_bind_int64(st, 2, (int64_t)floor);
+	if (step_done(s, st, err) < 0) {
+		tx_rollback(s);
+		return -1;
+	}
+	return tx_commit(s, err);
 }
 
 void mbox_changes_free(struct mbox_changes *ch)

@@ -94,13 +94,16 @@
  *   COPY/MOVE        mbox_copy (COPYUID from its arrays; for MOVE send
  *                    EXPUNGE for the source UIDs).
  *   APPEND           mstore_append_begin, mbox_append_write per literal
- *                    chunk, mbox_append_commit (APPENDUID) or _abort.
+ *                    chunk, mbox_append_finish per message and
+ *                    mbox_append_commit_all at the end of the command
+ *                    (APPENDUID), or _abort.
  *   NOOP/CHECK/IDLE polling and the end of every command where untagged
  *   EXPUNGE may be sent: mbox_sync, then EXPUNGE (for UIDs still in the map,
  *   highest sequence number first or adjusting as you go), EXISTS/RECENT for
  *   `added`, FETCH FLAGS for `changed`. During FETCH/STORE/SEARCH either do
  *   not sync or keep its expunges until it is allowed. NONEXISTENT from
- *   mbox_sync means the selected mailbox was deleted: BYE or deselect.
+ *   mbox_sync means the selected mailbox was deleted or renamed (by another
+ *   session or process): BYE.
  */
 #ifndef TERN_STORE_MAILBOX_H
 #define TERN_STORE_MAILBOX_H
@@ -251,6 +254,18 @@ int mbox_append_commit(struct mbox_append **a, unsigned flags, const char *const
 		       size_t n_keywords, int64_t internaldate, int tz_min,
 		       uint32_t *uidvalidity_r, uint32_t *uid_r, struct mbox_err *err) ATTR_WARN_UNUSED;
 void mbox_append_abort(struct mbox_append **a);
+/* MULTIAPPEND (RFC 3502: all or none) in two steps. finish ends one
+ * message's data and makes it durable in tmp/ (fsync) with its flags,
+ * keywords and INTERNALDATE, still invisible; on failure *a stays valid
+ * (abort it). commit_all makes the finished messages v[0..n), all for the
+ * same mailbox, visible in one index transaction, in order: uids_r[i] (an
+ * array of n) is v[i]'s UID. All or none; frees every v[i] either way.
+ * mbox_append_commit is finish + commit_all of one message. */
+int mbox_append_finish(struct mbox_append *a, unsigned flags, const char *const *keywords,
+		       size_t n_keywords, int64_t internaldate, int tz_min,
+		       struct mbox_err *err) ATTR_WARN_UNUSED;
+int mbox_append_commit_all(struct mbox_append **v, size_t n, uint32_t *uidvalidity_r,
+			   uint32_t *uids_r, struct mbox_err *err) ATTR_WARN_UNUSED;
 
 /* ---- Selected mailbox ------------------------------------------------------ */
 
@@ -313,10 +328,18 @@ int mbox_sync(struct mbox *m, unsigned flags, struct mbox_changes *ch,
 void mbox_changes_free(struct mbox_changes *ch);
 /* CONDSTORE/QRESYNC (RFC 7162): expunged UIDs and flag changes with a modseq
  * above `since`, among the UIDs this session knows; `added` stays empty and
- * the session's sync state is not touched. Expunges are remembered for the
- * life of the mailbox (VANISHED (EARLIER) is exact). */
+ * the session's sync state is not touched. Expunges are remembered until
+ * mbox_prune_expunged drops them (exact above the pruning floor). */
 int mbox_changes_since(struct mbox *m, uint64_t since, struct mbox_changes *ch,
 		       struct mbox_err *err) ATTR_WARN_UNUSED;
+/* The modseq up to which this session has seen changes: its next mbox_sync
+ * needs the expunge records above it. */
+uint64_t mbox_seen_modseq(const struct mbox *m);
+/* Deletes this mailbox's expunge records with modseq <= floor: pass the
+ * smallest mbox_seen_modseq of every session that has the mailbox open (in
+ * any thread or process), computed while no mbox_open of it is in flight.
+ * See mailbox.c for why that is safe. */
+int mbox_prune_expunged(struct mbox *m, uint64_t floor, struct mbox_err *err) ATTR_WARN_UNUSED;
 /* IDLE polling without SQLite: false if neither the mailbox directories nor
  * the index changed since the last mbox_sync/mbox_open (four stat() calls).
  * True means "maybe": call mbox_sync. Within 2 s of a change it always says

@@ -8,6 +8,7 @@ import base64
 import imaplib
 import os
 import re
+import select
 import smtplib
 import socket
 import ssl
@@ -327,6 +328,241 @@ def test_append_uid_fetch_search(timap, clients):
     assert "BODYSTRUCTURE (\"text\" \"plain\"" in lines[0], lines
     st, _ = c.cmd("APPEND Nope {3+}\r\nabc")
     assert st.startswith("NO [TRYCREATE]"), st
+
+
+def _status_messages(c, mbox):
+    st, lines = c.ok("STATUS %s (MESSAGES UIDNEXT)" % mbox)
+    m = re.search(r"MESSAGES (\d+) UIDNEXT (\d+)", lines[0])
+    return int(m.group(1)), int(m.group(2))
+
+
+def _files(root, sub):
+    return sum(len(os.listdir(os.path.join(root, sub, d))) for d in ("cur", "new"))
+
+
+def test_multiappend_all_or_nothing(make_tern, clients):
+    """RFC 3502: a MULTIAPPEND whose third message is refused (too big: NO
+    [TOOBIG] before its data; a bad date: BAD) stores none of the three; a
+    connection dropped (and the server killed) in the middle of one leaves
+    nothing after a restart; a good one answers APPENDUID with the UID
+    range of all of them (RFC 4315)."""
+    t = make_tern(imap=True, extra="max_message_size = 2000\n")
+    root = os.path.join(t.maildir(ALICE), ".Sent")
+    c = clients(t)
+    login(c)
+    n0, next0 = _status_messages(c, "Sent")
+    d1, d2 = msg(1).encode(), msg(2).encode()
+    # 3rd literal too big: refused before its data
+    c.send("a APPEND Sent {%d}\r\n" % len(d1))
+    assert c.line().startswith("+ ")
+    c.send(d1 + b" (\\Seen) {%d}\r\n" % len(d2))
+    assert c.line().startswith("+ ")
+    c.send(d2 + b" {5000}\r\n")
+    st = c.read_until("a")[-1]
+    assert st.startswith("a NO [TOOBIG]"), st
+    assert _status_messages(c, "Sent") == (n0, next0)
+    assert _files(t.maildir(ALICE), ".Sent") == 0
+    # 3rd message with a bad date (LITERAL+ for the first two)
+    c.send(b"b APPEND Sent {%d+}\r\n" % len(d1) + d1 + b" {%d+}\r\n" % len(d2) + d2 +
+           b' "31-Foo-2020 10:00:00 +0000" {3+}\r\nabc\r\n')
+    st = c.read_until("b")[-1]
+    assert st.startswith("b BAD"), st
+    assert _status_messages(c, "Sent") == (n0, next0)
+    assert _files(t.maildir(ALICE), ".Sent") == 0
+    assert os.listdir(os.path.join(root, "tmp")) == []
+    # a session that has Sent selected sees nothing either
+    w = clients(t)
+    login(w)
+    st, lines = w.ok("SELECT Sent")
+    assert "* 0 EXISTS" in lines, lines
+    st, lines = w.ok("NOOP")
+    assert lines == [], lines
+    # success: all three, one APPENDUID range, and EXISTS 3 for the other
+    c.send(b"c APPEND Sent {%d+}\r\n" % len(d1) + d1 + b" (\\Seen) {%d+}\r\n" % len(d2) +
+           d2 + b" {%d+}\r\n" % len(d1) + d1 + b"\r\n")
+    st = c.read_until("c")[-1]
+    m = re.match(r"c OK \[APPENDUID (\d+) (\d+):(\d+)\]", st)
+    assert m, st
+    assert int(m.group(2)) == next0 and int(m.group(3)) == next0 + 2, st
+    assert _status_messages(c, "Sent") == (n0 + 3, next0 + 3)
+    st, lines = w.ok("NOOP")
+    assert "* 3 EXISTS" in lines, lines
+    st, lines = w.ok("FETCH 1:3 (FLAGS)")
+    assert "\\Seen" in lines[1] and "\\Seen" not in lines[0], lines
+    # connection dropped in the middle of a MULTIAPPEND, then the server
+    # killed: nothing of it after the restart
+    c.send("d APPEND Sent {%d}\r\n" % len(d1))
+    assert c.line().startswith("+ ")
+    c.send(d1 + b" {%d}\r\n" % len(d2))
+    assert c.line().startswith("+ ")
+    c.send(d2[:10])
+    c.close()
+    t.wait_log(r"imap disconnect .*appended=3")
+    t.proc.kill()
+    t.proc.wait(10)
+    t.proc, t.lines, t.ports = None, [], {}
+    t.start()
+    c = clients(t)
+    login(c)
+    assert _status_messages(c, "Sent") == (n0 + 3, next0 + 3)
+    assert _files(t.maildir(ALICE), ".Sent") == 3
+    # and killed (not just dropped) mid-literal: still nothing
+    c.send("e APPEND Sent {%d}\r\n" % len(d1))
+    assert c.line().startswith("+ ")
+    c.send(d1 + b" {%d}\r\n" % len(d2))
+    assert c.line().startswith("+ ")
+    c.send(d2[:10])
+    time.sleep(0.3)
+    t.proc.kill()
+    t.proc.wait(10)
+    t.proc, t.lines, t.ports = None, [], {}
+    t.start()
+    c = clients(t)
+    login(c)
+    assert _status_messages(c, "Sent") == (n0 + 3, next0 + 3)
+    assert _files(t.maildir(ALICE), ".Sent") == 3
+
+
+def test_selected_mailbox_deleted_or_renamed_ends_session(timap, clients):
+    """A mailbox selected in one session and deleted (or renamed away) by
+    another: the first session gets an untagged BYE at its next command (at
+    once in IDLE) and is closed, as Dovecot does, instead of an [ALERT] on
+    every command."""
+    t = timap
+    a, b = clients(t), clients(t)
+    login(a)
+    login(b)
+    b.ok("CREATE Work")
+    b.ok("CREATE Proj")
+    a.ok("SELECT Work")
+    b.ok("DELETE Work")
+    a.send("n1 NOOP\r\n")
+    l = a.line()
+    assert l.startswith("* BYE ") and "deleted" in l, l
+    assert a.closed(), a.buf
+    # renamed away while the other session idles: pushed within a second
+    c = clients(t)
+    login(c)
+    c.ok("SELECT Proj")
+    c.send("i IDLE\r\n")
+    assert c.line().startswith("+ ")
+    b.ok("RENAME Proj Proj2")
+    l = c.line(timeout=5)
+    assert l.startswith("* BYE ") and "deleted" in l, l
+    assert c.closed(), c.buf
+    t.wait_log(r"imap selected mailbox gone")
+    # the session that deleted and renamed goes on, and Proj2 still works
+    st, lines = b.ok("STATUS Proj2 (MESSAGES)")
+    assert "MESSAGES 0" in lines[0], lines
+    d = clients(t)
+    login(d)
+    d.ok("SELECT Proj2")
+    st, lines = d.ok("NOOP")
+    assert lines == [], lines
+
+
+def _fill_maildir(root, n, needle_every=0):
+    """n messages of about 3 KiB written straight into root/new/."""
+    os.makedirs(os.path.join(root, "new"), exist_ok=True)
+    words = ("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima "
+             "mike november oscar papa quebec romeo sierra tango").split()
+    for i in range(n):
+        body = " ".join(words[(i + k) % len(words)] for k in range(500))
+        if needle_every and i % needle_every == 0:
+            body += " needle"
+        data = ("From: s%d@example.net\nSubject: bulk %d\nMessage-ID: <b%d@example.net>\n\n%s\n"
+                % (i, i, i, body)).encode()
+        with open(os.path.join(root, "new", "%d.M%dP1.bulk" % (1700000000 + i, i)), "wb") as f:
+            f.write(data)
+
+
+def test_slow_mailbox_work_does_not_hold_other_sessions(timap, clients):
+    """Mailbox work runs on job threads: while one session's SEARCH BODY
+    scans thousands of messages, another session's commands are answered
+    (before the SEARCH), and a client that disconnects in the middle of its
+    SEARCH leaves a server that goes on working."""
+    t = timap
+    c = clients(t)
+    login(c)           # creates the account's Maildir
+    _fill_maildir(t.maildir(ALICE), 6000, needle_every=1000)
+    st, lines = c.ok("SELECT INBOX", timeout=120)
+    assert "* 6000 EXISTS" in lines, lines
+    st, lines = c.ok('SEARCH BODY "needle"', timeout=60)   # warm the page cache
+    assert lines == ["* SEARCH 1 1001 2001 3001 4001 5001"], lines
+    d = clients(t)
+    login(d)
+    d.ok("SELECT Sent")
+    order = []
+    for rnd in range(3):
+        c.send('s%d SEARCH BODY "no such word anywhere"\r\n' % rnd)
+        time.sleep(0.02)
+        d.send("n%d NOOP\r\n" % rnd)
+        t0 = time.monotonic()
+        d.read_until("n%d" % rnd)
+        t_noop = time.monotonic() - t0
+        # has any of the SEARCH answer arrived before the NOOP's?
+        ready = bool(c.buf) or bool(select.select([c.sock], [], [], 0)[0])
+        c.read_until("s%d" % rnd, timeout=60)
+        t_search = time.monotonic() - t0
+        order.append((ready, round(t_noop, 3), round(t_search, 3)))
+    # the NOOP did not wait for the SEARCH (at least twice out of three)
+    assert [o[0] for o in order].count(False) >= 2, order
+    # a client gone while its SEARCH runs
+    e = clients(t)
+    login(e)
+    e.ok("SELECT INBOX", timeout=60)
+    e.send('x SEARCH BODY "nothing like this"\r\n')
+    time.sleep(0.02)
+    e.close()
+    st, lines = d.ok("STATUS INBOX (MESSAGES)")
+    assert "MESSAGES 6000" in lines[0], lines
+    t.wait_log(r"imap disconnect .*reason=", timeout=30)
+    st, lines = c.ok('UID SEARCH BODY "needle"', timeout=60)
+    assert len(lines[0].split()) == 8, lines
+
+
+def test_expunge_records_pruned_once_every_session_saw_them(timap, clients):
+    """The index keeps an expunge record only while a session with the
+    mailbox selected has not synced past it: the next EXPUNGE prunes the
+    records every such session has seen, and the others still get their
+    untagged EXPUNGE."""
+    import sqlite3
+    t = timap
+    a, b = clients(t), clients(t)
+    login(a)
+    login(b)
+    for i in range(6):
+        d = msg(100 + i).encode()
+        a.ok("APPEND INBOX {%d+}\r\n%s" % (len(d), d.decode()))
+    a.ok("SELECT INBOX")
+    b.ok("SELECT INBOX")
+    db = os.path.join(t.maildir(ALICE), "tern-index.db")
+
+    def records():
+        con = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+        try:
+            return con.execute("SELECT count(*) FROM expunged").fetchone()[0]
+        finally:
+            con.close()
+
+    a.ok("STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    assert records() == 2
+    # b has not synced: a second expunge keeps b's records
+    a.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    assert records() == 3
+    st, lines = b.ok("NOOP")
+    assert [l for l in lines if l.endswith(" EXPUNGE")] == [
+        "* 3 EXPUNGE", "* 2 EXPUNGE", "* 1 EXPUNGE"], lines
+    a.ok("NOOP")
+    a.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    assert records() == 1
+    st, lines = b.ok("NOOP")
+    assert lines == ["* 1 EXPUNGE"], lines
+    st, lines = b.ok("FETCH 1:* (UID)")
+    assert len(lines) == 2, lines
 
 
 def test_copy_move_list_status_create_rename_delete(timap, clients):

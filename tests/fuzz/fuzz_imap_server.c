@@ -47,6 +47,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		buf_consume(ob, ob->len);
 		if (f.has_pend) {
 			f.has_pend = false;
+			if (f.pend_work) { /* an offloaded SEARCH/FETCH batch */
+				void (*work)(struct imap_server *) = f.pend_work;
+				f.pend_work = NULL;
+				work(s);
+			}
 			imap_server_resume(s, f.pend_v);
 			continue;
 		}

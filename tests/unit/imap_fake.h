@@ -34,8 +34,12 @@ struct fake {
 	bool async; /* every verdict PENDING */
 	bool has_pend;
 	enum imap_verdict pend_v;
+	void (*pend_work)(struct imap_server *s); /* offloaded: run before resume */
+	unsigned offloads;
 	int ap_box;
 	size_t ap_bytes;
+	unsigned ap_flags[8]; /* messages ended, not yet committed */
+	size_t ap_n;
 	unsigned appends, aborts, unselects, selects;
 	char scram_salt[16];
 	char text[512]; /* the message msg_get handed out */
@@ -268,10 +272,13 @@ static void fk_unselect(void *ctx, struct imap_server *s)
 static enum imap_verdict fk_sync(void *ctx, struct imap_server *s, struct imap_changes *r)
 {
 	struct fake *f = ctx;
-	(void)s;
 	if (f->sel < 0)
 		return fk_v(f, IMAP_OK);
 	struct fk_box *b = &f->box[f->sel];
+	if (!b->exists) {
+		imap_server_mailbox_gone(s);
+		return fk_v(f, IMAP_NO);
+	}
 	r->added = malloc(FK_MAXMSG * sizeof *r->added);
 	r->expunged = malloc(FK_MAXMSG * sizeof *r->expunged);
 	for (size_t i = 0; i < f->n_known; i++) {
@@ -380,26 +387,58 @@ static bool fk_ap_write(void *ctx, struct imap_server *s, const void *p, size_t 
 	return true;
 }
 
-static enum imap_verdict fk_ap_commit(void *ctx, struct imap_server *s,
-				      const struct imap_append_info *info,
+static enum imap_verdict fk_ap_end(void *ctx, struct imap_server *s,
+				   const struct imap_append_info *info)
+{
+	struct fake *f = ctx;
+	(void)s;
+	if (f->ap_bytes != info->size || f->ap_n >= sizeof f->ap_flags / sizeof f->ap_flags[0])
+		return fk_v(f, IMAP_NO);
+	f->ap_flags[f->ap_n++] = info->flags;
+	return fk_v(f, IMAP_OK);
+}
+
+/* All ended messages at once (RFC 3502). */
+static enum imap_verdict fk_ap_commit(void *ctx, struct imap_server *s, const char *mailbox,
 				      struct imap_append_result *r)
 {
 	struct fake *f = ctx;
 	(void)s;
 	struct fk_box *b = &f->box[f->ap_box];
-	if (f->ap_bytes != info->size)
+	if (strcmp(b->name, mailbox) != 0)
 		return fk_v(f, IMAP_NO);
 	r->uidvalidity = b->uidvalidity;
-	r->uid = b->uidnext;
-	fk_msg(b, info->flags);
-	f->appends++;
+	r->uids = xcalloc(f->ap_n ? f->ap_n : 1, sizeof *r->uids);
+	r->n = f->ap_n;
+	for (size_t i = 0; i < f->ap_n; i++) {
+		r->uids[i] = b->uidnext;
+		fk_msg(b, f->ap_flags[i]);
+		f->appends++;
+	}
+	f->ap_n = 0;
 	return fk_v(f, IMAP_OK);
+}
+
+/* SEARCH/FETCH work: run by the test loop before the resume when async
+ * (as a job thread would), else at once. */
+static enum imap_verdict fk_offload(void *ctx, struct imap_server *s,
+				   void (*work)(struct imap_server *s))
+{
+	struct fake *f = ctx;
+	f->offloads++;
+	if (f->async) {
+		f->pend_work = work;
+		return fk_v(f, IMAP_OK);
+	}
+	work(s);
+	return IMAP_OK;
 }
 
 static void fk_ap_abort(void *ctx, struct imap_server *s)
 {
 	struct fake *f = ctx;
 	(void)s;
+	f->ap_n = 0;
 	f->aborts++;
 }
 
@@ -481,14 +520,17 @@ static enum imap_verdict fk_store(void *ctx, struct imap_server *s, const uint32
 				  size_t *n_failed_r)
 {
 	struct fake *f = ctx;
-	(void)s;
-	(void)keywords;
-	(void)n_keywords;
 	(void)unchanged_since;
 	if (failed_r)
 		*failed_r = NULL;
 	if (n_failed_r)
 		*n_failed_r = 0;
+	for (size_t k = 0; k < n_keywords; k++)
+		if (strcmp(keywords[k], "Refused") == 0) {
+			/* a store refusal with the app's own text */
+			imap_server_reply(s, "LIMIT", "Keyword refused");
+			return IMAP_NO;
+		}
 	struct fk_box *b = &f->box[f->sel];
 	for (size_t j = 0; j < n; j++)
 		for (size_t i = 0; i < b->n; i++)
@@ -519,8 +561,10 @@ static const struct imap_server_ops fk_ops = {
 	.copy = fk_copy,
 	.append_begin = fk_ap_begin,
 	.append_write = fk_ap_write,
+	.append_end = fk_ap_end,
 	.append_commit = fk_ap_commit,
 	.append_abort = fk_ap_abort,
+	.offload = fk_offload,
 };
 
 /* INBOX with 19 messages (8 marked \Deleted, 17..19 unseen), Sent, Trash,

@@ -62,6 +62,11 @@ static char *run_n(const struct run_opts *o, const char *in, size_t len, enum mo
 		buf_consume(ob, ob->len);
 		if (f->has_pend) {
 			f->has_pend = false;
+			if (f->pend_work) { /* an offloaded SEARCH/FETCH batch */
+				void (*work)(struct imap_server *) = f->pend_work;
+				f->pend_work = NULL;
+				work(s);
+			}
 			imap_server_resume(s, f->pend_v);
 			continue;
 		}
@@ -308,6 +313,66 @@ static void test_append(void **state)
 	free(out);
 }
 
+/* RFC 3502: MULTIAPPEND is all or nothing. Table: a MULTIAPPEND whose
+ * later part fails, the expected answer, and how many messages the
+ * mailbox must still hold (none of the command's). */
+static void test_multiappend_atomic(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *want;
+	} t[] = {
+		/* 3rd literal too big (synchronising): NO [TOOBIG] before data */
+		{ "b APPEND Sent {3}\r\nabc {2}\r\nxy {50}\r\n", "b NO [TOOBIG]" },
+		/* 3rd message with a bad date */
+		{ "b APPEND Sent {3}\r\nabc {2}\r\nxy \"bad date\" {2}\r\nzz\r\n", "b BAD" },
+		/* 3rd message with bad flags */
+		{ "b APPEND Sent {3}\r\nabc {2}\r\nxy (\\Recent) {2}\r\nzz\r\n", "b BAD" },
+		/* junk after the last message */
+		{ "b APPEND Sent {3}\r\nabc {2}\r\nxy junk\r\n", "b BAD" },
+		/* LITERAL+ and 3rd too big: the data is already on its way */
+		{ "b APPEND Sent {3+}\r\nabc {2+}\r\nxy {50+}\r\n", "BAD [TOOBIG]" },
+	};
+	for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+		struct run_opts o = { .plaintext = true, .append_limit = 20, .literal_plus = true };
+		char in[512];
+		int len = snprintf(in, sizeof in, "a LOGIN fred secret\r\n%sc NOOP\r\n", t[i].in);
+		assert_true(len > 0 && (size_t)len < sizeof in);
+		struct fake f;
+		char *out = run_all(&o, in, &f);
+		if (!strstr(out, t[i].want))
+			fprintf(stderr, "case %zu:\n%s", i, out);
+		assert_non_null(strstr(out, t[i].want));
+		assert_null(strstr(out, "APPENDUID"));
+		assert_int_equal(f.box[1].n, 0);
+		assert_int_equal(f.appends, 0);
+		assert_true(f.aborts >= 1);
+		free(out);
+	}
+	/* 2nd literal with a NUL (literal8 needed): BAD, none stored */
+	static const char nul_in[] = "a LOGIN fred secret\r\n"
+				     "b APPEND Sent {3}\r\nabc {2}\r\nx\0\r\nc NOOP\r\n";
+	struct fake g;
+	char *o2 = run_all_n(&plain, nul_in, sizeof nul_in - 1, &g);
+	assert_non_null(strstr(o2, "b BAD"));
+	assert_non_null(strstr(o2, "c OK"));
+	assert_int_equal(g.box[1].n, 0);
+	assert_int_equal(g.aborts, 1);
+	free(o2);
+	/* success: one commit, a uid-set for all three */
+	struct fake f;
+	char *out = run_all(&plain,
+			    "a LOGIN fred secret\r\n"
+			    "b APPEND Sent {1}\r\na (\\Seen) {1}\r\nb {1}\r\nc\r\n"
+			    "c STATUS Sent (MESSAGES)\r\n",
+			    &f);
+	assert_non_null(strstr(out, "b OK [APPENDUID 1001 1:3] APPEND completed"));
+	assert_int_equal(f.box[1].n, 3);
+	assert_int_equal(f.box[1].flags[1], IMAP_F_SEEN);
+	assert_int_equal(f.aborts, 0);
+	free(out);
+}
+
 static void test_list(void **state)
 {
 	(void)state;
@@ -523,8 +588,10 @@ static void test_fetch_seen_uid_store(void **state)
 			    "n FETCH 1 (FOO)\r\n"
 			    "o STORE 1 +FLAGS (\\Recent)\r\n"
 			    "p SEARCH BLAH\r\n"
-			    "q UID FETCH 100 FLAGS\r\n",
+			    "q UID FETCH 100 FLAGS\r\n"
+			    "r STORE 1 +FLAGS (Refused)\r\n",
 			    &f);
+	assert_true(has(out, "r NO [LIMIT] Keyword refused"));
 	assert_true(has(out, "* 17 FETCH (BODY[TEXT] {32}\r\nHello Joe, this is message 17.\r\n)\r\nc OK"));
 	assert_true(has(out, "d NO [READ-ONLY]"));
 	assert_true(has(out, "* 17 FETCH (BODY[TEXT] {32}\r\nHello Joe, this is message 17.\r\n UID 17 FLAGS (\\Seen))\r\nf OK"));
@@ -543,7 +610,60 @@ static void test_fetch_seen_uid_store(void **state)
 	assert_true(f.box[0].flags[16] & IMAP_F_SEEN);
 	assert_true(f.box[0].flags[1] & IMAP_F_ANSWERED);
 	assert_int_equal(f.gets, f.puts);
+	/* bodies (c, f, g), SEARCH SUBJECT (l) and the STOREs that reach the
+	 * app (i, j, r) go through ops->offload; UID FETCH 2:3 FLAGS and SEARCH
+	 * UNSEEN on 19 messages do not */
+	assert_int_equal(f.offloads, 7);
 	free(out);
+}
+
+/* An offloaded FETCH (the app answers PENDING and runs the work later, as
+ * a job thread does): batches stay near the high-water mark, the output is
+ * only written on the resume, and the whole answer equals the inline one. */
+static void test_fetch_offloaded_streaming(void **state)
+{
+	(void)state;
+	struct fake f;
+	fk_big_body = 300 * 1024;
+	struct imap_server_settings set = { .plaintext_auth = true };
+	fk_init(&f);
+	f.async = true;
+	struct imap_server *s = imap_server_new(&set, &fk_ops, &f);
+	imap_server_start(s);
+	const char *in = "a LOGIN fred secret\r\nb SELECT INBOX\r\nc FETCH 1:3 BODY.PEEK[]\r\n";
+	size_t used = 0, total = 0;
+	unsigned rounds = 0;
+	bool done = false;
+	while (!done && rounds < 10000) {
+		rounds++;
+		struct buf *o = imap_server_output(s);
+		assert_true(o->len <= 2 * IMAP_FETCH_HIWAT + 3 * IMAP_FETCH_CHUNK);
+		total += o->len;
+		done = o->len && memmem(o->data, o->len, "c OK FETCH", 10) != NULL;
+		buf_consume(o, o->len);
+		if (f.has_pend) {
+			f.has_pend = false;
+			if (f.pend_work) {
+				/* while the work is out, nothing is written */
+				size_t before = imap_server_output(s)->len;
+				assert_int_equal(imap_server_want(s), PROTO_WANT_PENDING);
+				void (*work)(struct imap_server *) = f.pend_work;
+				f.pend_work = NULL;
+				work(s);
+				assert_int_equal(s->out.len, before);
+			}
+			imap_server_resume(s, f.pend_v);
+			continue;
+		}
+		if (used < strlen(in) && imap_server_want(s) == PROTO_WANT_READ)
+			used += imap_server_feed(s, (const uint8_t *)in + used, strlen(in) - used);
+	}
+	assert_true(done);
+	assert_true(f.offloads > 3);
+	assert_true(total > 3 * 300 * 1024);
+	imap_server_free(&s);
+	assert_int_equal(f.gets, f.puts);
+	fk_big_body = 0;
 }
 
 /* FETCH streams: output stops near the high-water mark with want() PENDING
@@ -616,6 +736,53 @@ static void test_idle(void **state)
 	free(out);
 }
 
+/* The selected mailbox deleted by another session: the next sync ends the
+ * session with BYE and no tagged answer (Dovecot's behaviour), in IDLE at
+ * once. The poke deletes it as soon as it is selected (byte by byte). */
+static bool poke_in_idle;
+static void poke_delete(struct fake *f, struct imap_server *s, size_t off)
+{
+	(void)off;
+	if (f->sel >= 0 && f->box[f->sel].exists && !f->has_pend && (!poke_in_idle || s->idle)) {
+		f->box[f->sel].exists = false;
+		imap_server_mailbox_changed(s);
+	}
+}
+
+static void test_selected_mailbox_gone(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct run_opts o = { .plaintext = true, .poke = poke_delete };
+	{
+		enum mode m = M_BYTE; /* the poke needs a feed between SELECT and NOOP */
+		poke_in_idle = false;
+		char *out = run(&o, "a LOGIN fred secret\r\nb SELECT Sent\r\nc NOOP\r\nd NOOP\r\n",
+				m, &f);
+		assert_true(has(out, "b OK"));
+		assert_true(has(out, "* BYE Selected mailbox was deleted"));
+		assert_null(strstr(out, "c OK"));
+		assert_null(strstr(out, "ALERT"));
+		assert_null(strstr(out, "\r\nd "));
+		assert_true(f.unselects >= 1);
+		free(out);
+	}
+	poke_in_idle = true;
+	char *out = run(&o, "a LOGIN fred secret\r\nb SELECT Sent\r\nc IDLE\r\nDONE\r\nd NOOP\r\n",
+			M_BYTE, &f);
+	assert_true(has(out, "+ idling\r\n* BYE Selected mailbox was deleted"));
+	assert_null(strstr(out, "c OK"));
+	assert_null(strstr(out, "d OK"));
+	free(out);
+	/* our own DELETE of the selected mailbox deselects (no BYE) */
+	out = run_all(&plain, "a LOGIN fred secret\r\nb SELECT Sent\r\nc DELETE Sent\r\nd NOOP\r\n",
+		      &f);
+	assert_true(has(out, "c OK"));
+	assert_true(has(out, "d OK"));
+	assert_null(strstr(out, "BYE"));
+	free(out);
+}
+
 static void test_starttls_injection(void **state)
 {
 	(void)state;
@@ -678,10 +845,13 @@ int main(void)
 		cmocka_unit_test(test_seed_session),   cmocka_unit_test(test_table_sorted),
 		cmocka_unit_test(test_capabilities),   cmocka_unit_test(test_login_failures),
 		cmocka_unit_test(test_authenticate_plain), cmocka_unit_test(test_literals),
-		cmocka_unit_test(test_append),         cmocka_unit_test(test_list),
+		cmocka_unit_test(test_append),
+		cmocka_unit_test(test_multiappend_atomic),         cmocka_unit_test(test_list),
 		cmocka_unit_test(test_mailbox_names),  cmocka_unit_test(test_status),
 		cmocka_unit_test(test_select_rev2),    cmocka_unit_test(test_copy_move),
-		cmocka_unit_test(test_idle),           cmocka_unit_test(test_starttls_injection),
+		cmocka_unit_test(test_fetch_offloaded_streaming),
+		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_selected_mailbox_gone),           cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_seed_fetch_store_search),
 		cmocka_unit_test(test_fetch_seen_uid_store),
 		cmocka_unit_test(test_fetch_streaming),

@@ -509,6 +509,149 @@ static void test_append_select(void **state)
 	mbox_close(&m);
 }
 
+/* MULTIAPPEND (RFC 3502): finished messages stay invisible in tmp/ until
+ * mbox_append_commit_all makes all of them visible at once; a failure or
+ * an abort leaves nothing. */
+static void test_append_all_or_nothing(void **state)
+{
+	(void)state;
+	struct mbox_err err;
+	struct mbox_append *v[3];
+	char *msg = xasprintf(msg_fmt, "m", "m", "m");
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(mstore_append_begin(st, "Sent", &v[i], &err), 0);
+		assert_int_equal(mbox_append_write(v[i], msg, strlen(msg), &err), 0);
+		assert_int_equal(mbox_append_finish(v[i], i == 1 ? MBOX_SEEN : 0, NULL, 0,
+						    1700000000 + i, 0, &err),
+				 0);
+	}
+	/* durable but invisible */
+	assert_int_equal(count_files(".Sent", "tmp"), 3);
+	assert_int_equal(count_files(".Sent", "cur"), 0);
+	struct mbox_status stt;
+	assert_int_equal(mstore_status(st, "Sent", 0, &stt, &err), 0);
+	assert_int_equal(stt.messages, 0);
+	/* a bad keyword fails finish but keeps the handle (the caller aborts) */
+	struct mbox_append *bad;
+	assert_int_equal(mstore_append_begin(st, "Sent", &bad, &err), 0);
+	const char *badkw[1] = { "a(b" };
+	assert_int_equal(mbox_append_finish(bad, 0, badkw, 1, 0, 0, &err), -1);
+	assert_non_null(bad);
+	mbox_append_abort(&bad);
+	/* an unfinished handle in the set: nothing is committed */
+	struct mbox_append *w[2];
+	assert_int_equal(mstore_append_begin(st, "Sent", &w[0], &err), 0);
+	assert_int_equal(mbox_append_write(w[0], msg, strlen(msg), &err), 0);
+	assert_int_equal(mbox_append_finish(w[0], 0, NULL, 0, 0, 0, &err), 0);
+	assert_int_equal(mstore_append_begin(st, "Sent", &w[1], &err), 0);
+	uint32_t uv = 0, uids[3] = { 0 };
+	assert_int_equal(mbox_append_commit_all(w, 2, &uv, uids, &err), -1);
+	assert_null(w[0]);
+	assert_null(w[1]);
+	assert_int_equal(count_files(".Sent", "tmp"), 3);
+	/* all three at once, consecutive UIDs in order */
+	assert_int_equal(mbox_append_commit_all(v, 3, &uv, uids, &err), 0);
+	for (int i = 0; i < 3; i++)
+		assert_null(v[i]);
+	assert_true(uv != 0);
+	assert_int_equal(uids[1], uids[0] + 1);
+	assert_int_equal(uids[2], uids[0] + 2);
+	assert_int_equal(count_files(".Sent", "tmp"), 0);
+	assert_int_equal(count_files(".Sent", "cur"), 3);
+	struct mbox *m = sel("Sent", true);
+	struct mbox_meta meta;
+	assert_int_equal(mbox_meta(m, uids[1], 0, &meta, &err), 0);
+	assert_int_equal(meta.flags, MBOX_SEEN);
+	assert_int_equal(meta.internaldate, 1700000001);
+	mbox_meta_free(&meta);
+	mbox_close(&m);
+	/* the mailbox vanishes before the commit: NONEXISTENT, nothing left */
+	assert_int_equal(mstore_create(st, "Gone", MBOX_SPECIAL_NONE, &err), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(mstore_append_begin(st, "Gone", &v[i], &err), 0);
+		assert_int_equal(mbox_append_write(v[i], msg, strlen(msg), &err), 0);
+		assert_int_equal(mbox_append_finish(v[i], 0, NULL, 0, 0, 0, &err), 0);
+	}
+	assert_int_equal(mstore_delete(st, "Gone", &err), 0);
+	assert_int_equal(mbox_append_commit_all(v, 2, &uv, uids, &err), -1);
+	assert_int_equal(err.code, MBOX_E_NONEXISTENT);
+	assert_null(find_file("", ".", ".Gone"));
+	free(msg);
+}
+
+/* Expunge records in the index (sqlite3 directly). */
+static int count_expunge_records(void)
+{
+	char *db = xasprintf("%s/%s", root, MBOX_INDEX_NAME);
+	sqlite3 *h = NULL;
+	int n = -1;
+	if (sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK) {
+		sqlite3_stmt *q = NULL;
+		if (sqlite3_prepare_v2(h, "SELECT count(*) FROM expunged", -1, &q, NULL) ==
+			    SQLITE_OK &&
+		    sqlite3_step(q) == SQLITE_ROW)
+			n = sqlite3_column_int(q, 0);
+		sqlite3_finalize(q);
+	}
+	sqlite3_close(h);
+	free(db);
+	return n;
+}
+
+/* Pruning: records at or below the smallest seen modseq of the open
+ * sessions go; a session that has not synced yet keeps its records. */
+static void test_prune_expunged(void **state)
+{
+	(void)state;
+	struct mbox_err err;
+	assert_int_equal(mstore_create(st, "Prune", MBOX_SPECIAL_NONE, &err), 0);
+	uint32_t u[4];
+	for (int i = 0; i < 4; i++)
+		u[i] = append("Prune", "p", 0, NULL);
+	struct mbox *a = sel("Prune", false), *b = sel("Prune", true);
+	assert_int_equal(mbox_store(a, u, 2, MBOX_OP_ADD, MBOX_DELETED, NULL, 0, 0, NULL, NULL,
+				    &err),
+			 0);
+	uint32_t *gone = NULL;
+	size_t n_gone = 0;
+	assert_int_equal(mbox_expunge(a, NULL, 0, &gone, &n_gone, &err), 0);
+	assert_int_equal(n_gone, 2);
+	free(gone);
+	int before = count_expunge_records();
+	assert_true(before >= 2);
+	/* b has not synced: the floor is its open point, nothing of this goes */
+	uint64_t floor = mbox_seen_modseq(a) < mbox_seen_modseq(b) ? mbox_seen_modseq(a)
+								   : mbox_seen_modseq(b);
+	assert_int_equal(mbox_prune_expunged(a, floor, &err), 0);
+	assert_int_equal(count_expunge_records(), before);
+	struct mbox_changes ch;
+	assert_int_equal(mbox_sync(b, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_expunged, 2);
+	assert_int_equal(ch.expunged[0], u[0]);
+	mbox_changes_free(&ch);
+	assert_int_equal(mbox_sync(a, 0, &ch, &err), 0);
+	mbox_changes_free(&ch);
+	/* both have seen everything: the records go */
+	floor = mbox_seen_modseq(a) < mbox_seen_modseq(b) ? mbox_seen_modseq(a)
+							  : mbox_seen_modseq(b);
+	assert_int_equal(mbox_prune_expunged(b, floor, &err), 0);
+	assert_int_equal(count_expunge_records(), before - 2);
+	/* later sessions and syncs are unaffected */
+	struct mbox *c = sel("Prune", false);
+	size_t n = 0;
+	mbox_uids(c, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(mbox_sync(c, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_expunged, 0);
+	mbox_changes_free(&ch);
+	assert_int_equal(mbox_sync(b, 0, &ch, &err), 0);
+	assert_int_equal(ch.n_expunged, 0);
+	mbox_changes_free(&ch);
+	mbox_close(&a);
+	mbox_close(&b);
+	mbox_close(&c);
+}
+
 static void test_delivery_and_recent(void **state)
 {
 	(void)state;
@@ -939,6 +1082,16 @@ static void test_rename(void **state)
 	assert_null(list_find(v, n, "Proj/Sub"));
 	assert_int_equal(list_find(v, n, "Old")->attrs, MBOX_ATTR_HASCHILDREN);
 	mbox_info_free(v, n);
+	/* a session with the renamed mailbox selected finds it gone */
+	struct mbox *sm = sel("Old/Proj.2026/Sub", false);
+	struct mbox_changes ch;
+	assert_int_equal(mbox_sync(sm, 0, &ch, &err), 0);
+	mbox_changes_free(&ch);
+	assert_int_equal(mstore_rename(st, "Old/Proj.2026", "Old/P", &err), 0);
+	assert_int_equal(mbox_sync(sm, 0, &ch, &err), -1);
+	assert_int_equal(err.code, MBOX_E_NONEXISTENT);
+	mbox_close(&sm);
+	assert_int_equal(mstore_rename(st, "Old/P", "Old/Proj.2026", &err), 0);
 	assert_int_equal(mstore_rename(st, "Old", "Old/Inside", &err), -1);
 	assert_int_equal(err.code, MBOX_E_CANNOT);
 	assert_int_equal(mstore_rename(st, "Old", "Sent", &err), -1);
@@ -1186,6 +1339,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_create_delete_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_subscribe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_select, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_all_or_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prune_expunged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_and_recent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_external_changes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store, setup, teardown),

@@ -5,9 +5,14 @@
  * commit; the tagged reply comes with the COMMAND event that closes the
  * line. For a synchronising literal append_begin runs before "+" is sent,
  * so a missing mailbox is refused with NO [TRYCREATE] before any data.
- * Known gap: MULTIAPPEND commits each message as it ends, so a failure in a
- * later message does not undo the earlier ones (RFC 3502 wants all or
- * nothing). */
+ *
+ * All or nothing (RFC 3502 6.3.11): each message is only ended
+ * (append_end: durable but invisible) when its literal ends; the COMMAND
+ * event that closes the line commits all of them at once (append_commit)
+ * and answers OK [APPENDUID v uid-set] (RFC 4315 3). Any failure before
+ * that (a refused begin, a write or end failure, a bad later argument, a
+ * later literal refused as too big, the connection dropped) aborts every
+ * message of the command, so none becomes visible. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +21,8 @@
 #include "proto/imap/imap_seqset.h"
 
 #define APPEND_MAX_KEYWORDS 64
+/* Messages in one MULTIAPPEND (each holds its parsed cache until commit). */
+#define APPEND_MAX_MESSAGES 1000
 
 void imap_append_cleanup(struct imap_server *s)
 {
@@ -33,9 +40,9 @@ void imap_append_cleanup(struct imap_server *s)
 	free(s->ap_kw);
 	s->ap_kw = NULL;
 	s->ap_n_kw = 0;
-	free(s->ap_uids);
-	s->ap_uids = NULL;
-	s->ap_n_uids = 0;
+	free(s->ap_res.uids);
+	memset(&s->ap_res, 0, sizeof s->ap_res);
+	s->ap_n_msgs = 0;
 	memset(&s->ap_info, 0, sizeof s->ap_info);
 }
 
@@ -124,6 +131,10 @@ static void begin_message(struct imap_server *s, const struct imap_parse_event *
 		}
 	}
 	s->ap_begun = (int)ev->literal_index;
+	if (ev->literal_index >= APPEND_MAX_MESSAGES) {
+		ap_fail(s, cont, false, "LIMIT", "Too many messages in one APPEND");
+		return;
+	}
 	const struct imap_arg *a = ev->args;
 	size_t n = ev->n_args, i = 0;
 	for (size_t k = 0; k < s->ap_n_kw; k++)
@@ -179,22 +190,43 @@ static void begin_message(struct imap_server *s, const struct imap_parse_event *
 	imap_verdict(s, s->ops->append_begin(s->ctx, s, &s->ap_info), begin_done);
 }
 
-static void commit_done(struct imap_server *s, enum imap_verdict v)
+static void end_done(struct imap_server *s, enum imap_verdict v)
 {
-	s->ap_open = false;
 	if (v != IMAP_OK) {
 		ap_fail(s, false, false, "SERVERBUG", "Append failed");
 		return;
 	}
-	if (s->ap_res.uid && (s->ap_n_uids == 0 || s->ap_res.uidvalidity == s->ap_uidvalidity)) {
-		s->ap_uids = xrealloc(s->ap_uids, (s->ap_n_uids + 1) * sizeof *s->ap_uids);
-		s->ap_uids[s->ap_n_uids++] = s->ap_res.uid;
-		s->ap_uidvalidity = s->ap_res.uidvalidity;
-	} else {
-		s->ap_uidvalidity = 0; /* no APPENDUID */
+	s->ap_n_msgs++;
+}
+
+static void commit_done(struct imap_server *s, enum imap_verdict v)
+{
+	s->ap_open = false; /* committed, or the app dropped everything */
+	if (v != IMAP_OK) {
+		bool app_reply = s->reply_set;
+		char *reply = app_reply ? xstrndup((const char *)s->reply.data, s->reply.len)
+					: NULL;
+		imap_append_cleanup(s);
+		if (reply)
+			imap_tagged(s, "NO", NULL, "%s", reply);
+		else
+			imap_tagged(s, "NO", "SERVERBUG", "Append failed");
+		free(reply);
+		return;
 	}
-	if (s->mbox && strcmp(s->mbox, s->ap_mailbox) == 0)
+	struct buf code;
+	buf_init(&code, 0);
+	if (s->ap_res.uidvalidity && s->ap_res.n == s->ap_n_msgs && s->ap_res.n) {
+		buf_xprintf(&code, "APPENDUID %u ", s->ap_res.uidvalidity);
+		imap_uidlist_write(s->ap_res.uids, s->ap_res.n, &code);
+	}
+	char *c = xstrndup((const char *)code.data, code.len);
+	buf_deinit(&code);
+	if (s->mbox && s->ap_mailbox && strcmp(s->mbox, s->ap_mailbox) == 0)
 		s->need_sync = true;
+	imap_append_cleanup(s);
+	imap_tagged(s, "OK", *c ? c : NULL, "APPEND completed");
+	free(c);
 }
 
 void imap_append_event(struct imap_server *s, const struct imap_parse_event *ev)
@@ -208,7 +240,8 @@ void imap_append_event(struct imap_server *s, const struct imap_parse_event *ev)
 			begin_message(s, ev, false);
 		return;
 	case IMAP_PARSE_LITERAL_DATA:
-		if (s->ap_open && !s->ops->append_write(s->ctx, s, ev->data, ev->len))
+		if (s->ap_open && !s->ap_failed &&
+		    !s->ops->append_write(s->ctx, s, ev->data, ev->len))
 			ap_fail(s, false, false, "SERVERBUG", "Write failed");
 		return;
 	case IMAP_PARSE_LITERAL_END:
@@ -219,9 +252,7 @@ void imap_append_event(struct imap_server *s, const struct imap_parse_event *ev)
 			ap_fail(s, false, true, NULL, "NUL in literal (use literal8)");
 			return;
 		}
-		memset(&s->ap_res, 0, sizeof s->ap_res);
-		imap_verdict(s, s->ops->append_commit(s->ctx, s, &s->ap_info, &s->ap_res),
-			     commit_done);
+		imap_verdict(s, s->ops->append_end(s->ctx, s, &s->ap_info), end_done);
 		return;
 	case IMAP_PARSE_COMMAND:
 		if (ev->n_args != 0) {
@@ -229,19 +260,14 @@ void imap_append_event(struct imap_server *s, const struct imap_parse_event *ev)
 			imap_bad(s, "Unexpected arguments after the message");
 			return;
 		}
-		{
-			struct buf code;
-			buf_init(&code, 0);
-			if (s->ap_uidvalidity && s->ap_n_uids) {
-				buf_xprintf(&code, "APPENDUID %u ", s->ap_uidvalidity);
-				imap_uidlist_write(s->ap_uids, s->ap_n_uids, &code);
-			}
-			char *c = xstrndup((const char *)code.data, code.len);
-			buf_deinit(&code);
+		if (!s->ap_open || s->ap_n_msgs == 0) {
 			imap_append_cleanup(s);
-			imap_tagged(s, "OK", *c ? c : NULL, "APPEND completed");
-			free(c);
+			imap_tagged(s, "NO", "SERVERBUG", "Append failed");
+			return;
 		}
+		memset(&s->ap_res, 0, sizeof s->ap_res);
+		imap_verdict(s, s->ops->append_commit(s->ctx, s, s->ap_mailbox, &s->ap_res),
+			     commit_done);
 		return;
 	default:
 		return;

@@ -5,7 +5,13 @@
  * IMAP_FETCH_HIWAT bytes and is called again from imap_server_output()
  * once the connection has drained it, so a FETCH 1:* of a large mailbox or
  * a 50 MB BODY[] never sits in memory. No untagged EXPUNGE is sent while
- * it runs (the command has ICF_USES_SEQS). */
+ * it runs (the command has ICF_USES_SEQS).
+ *
+ * A FETCH that reads message files, or covers more than
+ * IMAP_OFFLOAD_MIN_MSGS messages, renders in batches through ops->offload
+ * (a job thread in the daemon): each batch fills fetch_buf up to
+ * IMAP_FETCH_HIWAT away from the loop, and the resume appends it to the
+ * output; the next batch starts when the connection has drained that. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +35,8 @@ void imap_fetch_cleanup(struct imap_server *s)
 		s->fetch_in_msg = false;
 	}
 	imap_fetch_plan_free(&s->fetch_plan);
+	buf_clear(&s->fetch_buf);
+	s->fetch_offload = s->fetch_fatal = false;
 	s->fetch_active = false;
 	s->fetch_i = 0;
 	s->fetch_err = NULL;
@@ -82,37 +90,81 @@ static bool begin_msg(struct imap_server *s, uint32_t uid)
 	return true;
 }
 
-void imap_fetch_pump(struct imap_server *s)
+/* Renders into out until it holds IMAP_FETCH_HIWAT or the messages are
+ * done: true when done (or fetch_fatal). Runs on the loop, or as the
+ * offloaded work with out = fetch_buf. */
+static bool render_batch(struct imap_server *s, struct buf *out)
 {
-	while (s->fetch_active) {
+	for (;;) {
 		if (s->fetch_in_msg) {
-			int rc = imap_fetch_render(&s->fetch_r, &s->out, IMAP_FETCH_HIWAT);
+			int rc = imap_fetch_render(&s->fetch_r, out, IMAP_FETCH_HIWAT);
 			if (rc == 1)
-				return;
+				return false;
 			imap_fetch_render_end(&s->fetch_r);
 			s->fetch_in_msg = false;
 			msg_done(s);
 			if (rc < 0) {
 				/* a literal was promised and cannot be completed:
 				 * the only way out is closing (imap_fetch.h) */
-				imap_logout(s, NULL);
-				return;
+				s->fetch_fatal = true;
+				return true;
 			}
 			continue;
 		}
-		if (s->out.len >= IMAP_FETCH_HIWAT)
-			return;
-		if (s->fetch_i >= s->n_arg_uids) {
-			const char *err = s->fetch_err;
-			imap_fetch_cleanup(s);
-			if (err)
-				imap_tagged(s, "NO", NULL, "%s", err);
-			else
-				imap_tagged(s, "OK", NULL, "FETCH completed");
-			return;
-		}
+		if (out->len >= IMAP_FETCH_HIWAT)
+			return false;
+		if (s->fetch_i >= s->n_arg_uids)
+			return true;
 		begin_msg(s, s->arg_uids[s->fetch_i++]);
 	}
+}
+
+/* On the loop: the batch (if any) is in the output; end the command when
+ * the messages are done. */
+static void batch_end(struct imap_server *s, bool done)
+{
+	if (s->fetch_fatal) {
+		imap_logout(s, NULL);
+		return;
+	}
+	if (!done)
+		return;
+	const char *err = s->fetch_err;
+	imap_fetch_cleanup(s);
+	if (err)
+		imap_tagged(s, "NO", NULL, "%s", err);
+	else
+		imap_tagged(s, "OK", NULL, "FETCH completed");
+}
+
+static void offload_work(struct imap_server *s)
+{
+	bool done = render_batch(s, &s->fetch_buf);
+	s->cmd_step = done; /* read back on resume */
+}
+
+static void offload_done(struct imap_server *s, enum imap_verdict v)
+{
+	(void)v;
+	buf_xappend(&s->out, s->fetch_buf.data, s->fetch_buf.len);
+	buf_clear(&s->fetch_buf);
+	batch_end(s, s->cmd_step != 0);
+}
+
+void imap_fetch_pump(struct imap_server *s)
+{
+	if (!s->fetch_active || s->pending)
+		return;
+	if (s->fetch_offload) {
+		if (s->out.len >= IMAP_FETCH_HIWAT)
+			return;
+		s->cmd_step = 0;
+		enum imap_verdict v = s->ops->offload(s->ctx, s, offload_work);
+		/* OK: the app ran the work itself */
+		imap_verdict(s, v == IMAP_PENDING ? v : IMAP_OK, offload_done);
+		return;
+	}
+	batch_end(s, render_batch(s, &s->out));
 }
 
 void imap_cmd_fetch(struct imap_server *s, const struct imap_arg *args, size_t n)
@@ -138,5 +190,8 @@ void imap_cmd_fetch(struct imap_server *s, const struct imap_arg *args, size_t n
 	s->fetch_i = 0;
 	s->fetch_err = NULL;
 	s->fetch_active = true;
+	s->fetch_offload = s->ops->offload &&
+			   ((imap_fetch_plan_wants(plan) & IMAP_FETCH_W_FILE) ||
+			    s->n_arg_uids > IMAP_OFFLOAD_MIN_MSGS);
 	imap_fetch_pump(s);
 }

@@ -2,10 +2,15 @@
 /* STORE / UID STORE (RFC 9051 6.4.6, 6.4.9; RFC 3501 6.4.6): arguments
  * parsed by imap_store.h, the change made by ops->store, then one untagged
  * "* n FETCH (FLAGS (...))" per stored message unless .SILENT, with the
- * flags read back from the app (so the answer shows what is stored). */
+ * flags read back from the app (so the answer shows what is stored).
+ * The store and the read-back run through ops->offload when the app has it
+ * (a job thread in the daemon: the change is a write transaction with an
+ * fsync, and may wait for another session's lock); the FETCH lines are
+ * rendered into the command's own buffer and appended on the resume. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/util.h"
 #include "proto/imap/imap_int.h"
 #include "proto/imap/imap_store.h"
 
@@ -28,6 +33,94 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+struct store_state {
+	struct imap_store_opts opts;
+	struct imap_store_req req;
+	uint32_t *failed;
+	size_t n_failed;
+	enum imap_verdict v;
+	char *reply;    /* the app's NO text (the resume clears the engine's) */
+	struct buf out; /* the untagged FETCH answers */
+};
+
+static void store_state_free(void *p)
+{
+	struct store_state *st = p;
+	imap_store_req_free(&st->req);
+	free(st->failed);
+	free(st->reply);
+	buf_deinit(&st->out);
+	free(st);
+}
+
+/* The change and the read-back: inline or on a job thread (touches only
+ * st; the sequence map cannot change while the command runs). */
+static void store_work(struct imap_server *s)
+{
+	struct store_state *st = s->cmd_state;
+	struct imap_store_req *req = &st->req;
+	st->v = s->ops->store(s->ctx, s, s->arg_uids, s->n_arg_uids, (unsigned)req->op,
+			      req->flags, (const char *const *)req->keywords, req->n_keywords,
+			      req->has_unchangedsince ? req->unchangedsince : 0, &st->failed,
+			      &st->n_failed);
+	if (st->v != IMAP_OK) {
+		if (s->reply_set)
+			st->reply = xstrndup((const char *)s->reply.data, s->reply.len);
+		return;
+	}
+	if (st->failed)
+		qsort(st->failed, st->n_failed, sizeof *st->failed, cmp_u32);
+	if (!imap_store_wants_fetch(req))
+		return;
+	for (size_t i = 0; i < s->n_arg_uids; i++) {
+		uint32_t uid = s->arg_uids[i];
+		if (in_sorted(st->failed, st->n_failed, uid))
+			continue;
+		struct imap_msg m;
+		memset(&m, 0, sizeof m);
+		if (s->ops->msg_get(s->ctx, s, uid, 0, &m) < 0)
+			continue; /* gone meanwhile */
+		m.uid = uid;
+		m.seq = imap_server_uid_to_seq(s, uid);
+		if (s->rev2)
+			m.recent = false;
+		imap_store_render(req, &m, s->cmd_uid, &st->opts, &st->out);
+		imap_msg_release(&m);
+		if (s->ops->msg_put)
+			s->ops->msg_put(s->ctx, s, &m);
+	}
+}
+
+static void store_done(struct imap_server *s, enum imap_verdict v)
+{
+	(void)v;
+	struct store_state *st = s->cmd_state;
+	if (st->v != IMAP_OK) {
+		if (st->reply)
+			imap_tagged(s, "NO", NULL, "%s", st->reply);
+		else
+			imap_tagged(s, "NO", "SERVERBUG", "STORE failed");
+		return;
+	}
+	buf_xappend(&s->out, st->out.data, st->out.len);
+	if (st->n_failed) {
+		/* RFC 7162 3.1.3: the numbers that failed UNCHANGEDSINCE */
+		uint32_t *v2 = st->failed;
+		if (!s->cmd_uid)
+			for (size_t i = 0; i < st->n_failed; i++)
+				v2[i] = imap_server_uid_to_seq(s, st->failed[i]);
+		struct buf code;
+		buf_init(&code, 0);
+		imap_store_write_modified(v2, st->n_failed, &code);
+		char *c = xstrndup((const char *)code.data + 1, code.len - 2);
+		buf_deinit(&code);
+		imap_tagged(s, "OK", c, "Conditional STORE failed");
+		free(c);
+		return;
+	}
+	imap_tagged(s, "OK", NULL, "STORE completed");
+}
+
 void imap_cmd_store(struct imap_server *s, const struct imap_arg *args, size_t n)
 {
 	if (n < 3) {
@@ -40,13 +133,14 @@ void imap_cmd_store(struct imap_server *s, const struct imap_arg *args, size_t n
 	}
 	if (!imap_arg_uids(s, &args[0], s->cmd_uid, &s->arg_uids, &s->n_arg_uids))
 		return;
-	struct imap_store_opts opts = { .rev2 = s->rev2 };
-	struct imap_store_req req;
-	memset(&req, 0, sizeof req);
+	struct store_state *st = xcalloc(1, sizeof *st);
+	st->opts.rev2 = s->rev2;
+	buf_init(&st->out, 0);
+	s->cmd_state = st;
+	s->cmd_free = store_state_free;
 	const char *err = NULL;
-	int rc = imap_store_parse(args + 1, n - 1, &opts, &req, &err);
+	int rc = imap_store_parse(args + 1, n - 1, &st->opts, &st->req, &err);
 	if (rc < 0) {
-		imap_store_req_free(&req);
 		if (rc == -2)
 			imap_tagged(s, "NO", NULL, "%s", err ? err : "[LIMIT] Too many keywords");
 		else
@@ -54,62 +148,16 @@ void imap_cmd_store(struct imap_server *s, const struct imap_arg *args, size_t n
 		return;
 	}
 	if (s->n_arg_uids == 0) {
-		imap_store_req_free(&req);
 		imap_tagged(s, "OK", NULL, "STORE completed");
 		return;
 	}
-	uint32_t *failed = NULL;
-	size_t n_failed = 0;
 	s->reply_set = false;
-	enum imap_verdict v = s->ops->store(
-		s->ctx, s, s->arg_uids, s->n_arg_uids, (unsigned)req.op, req.flags,
-		(const char *const *)req.keywords, req.n_keywords,
-		req.has_unchangedsince ? req.unchangedsince : 0, &failed, &n_failed);
-	if (v != IMAP_OK) {
-		free(failed);
-		imap_store_req_free(&req);
-		imap_no_app(s, "SERVERBUG", "STORE failed");
+	if (s->ops->offload) {
+		enum imap_verdict v = s->ops->offload(s->ctx, s, store_work);
+		/* OK: the app ran the work itself */
+		imap_verdict(s, v == IMAP_PENDING ? v : IMAP_OK, store_done);
 		return;
 	}
-	if (failed)
-		qsort(failed, n_failed, sizeof *failed, cmp_u32);
-	if (imap_store_wants_fetch(&req)) {
-		for (size_t i = 0; i < s->n_arg_uids; i++) {
-			uint32_t uid = s->arg_uids[i];
-			if (in_sorted(failed, n_failed, uid))
-				continue;
-			struct imap_msg m;
-			memset(&m, 0, sizeof m);
-			if (s->ops->msg_get(s->ctx, s, uid, 0, &m) < 0)
-				continue; /* gone meanwhile */
-			m.uid = uid;
-			m.seq = imap_server_uid_to_seq(s, uid);
-			if (s->rev2)
-				m.recent = false;
-			imap_store_render(&req, &m, s->cmd_uid, &opts, &s->out);
-			imap_msg_release(&m);
-			if (s->ops->msg_put)
-				s->ops->msg_put(s->ctx, s, &m);
-		}
-	}
-	imap_store_req_free(&req);
-	if (n_failed) {
-		/* RFC 7162 3.1.3: the numbers that failed UNCHANGEDSINCE */
-		uint32_t *v2 = failed;
-		if (!s->cmd_uid)
-			for (size_t i = 0; i < n_failed; i++)
-				v2[i] = imap_server_uid_to_seq(s, failed[i]);
-		struct buf code;
-		buf_init(&code, 0);
-		imap_store_write_modified(v2, n_failed, &code);
-		buf_xappend(&code, "", 0);
-		char *c = strndup((const char *)code.data + 1, code.len - 2);
-		buf_deinit(&code);
-		free(failed);
-		imap_tagged(s, "OK", c, "Conditional STORE failed");
-		free(c);
-		return;
-	}
-	free(failed);
-	imap_tagged(s, "OK", NULL, "STORE completed");
+	store_work(s);
+	store_done(s, IMAP_OK);
 }

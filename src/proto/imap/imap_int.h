@@ -119,6 +119,7 @@ struct imap_server {
 	uint32_t *uids; /* the sequence map, ascending */
 	size_t n_uids, cap_uids;
 	bool closing; /* CLOSE: unselect after its expunge, send nothing */
+	bool mbox_gone; /* sync found the mailbox deleted: BYE */
 
 	/* IDLE */
 	bool idle;
@@ -134,7 +135,7 @@ struct imap_server {
 
 	/* APPEND streaming */
 	bool ap_active;      /* an APPEND command is being streamed */
-	bool ap_open;        /* append_begin said OK, no commit/abort yet */
+	bool ap_open;        /* a begin said OK, no commit/abort yet */
 	bool ap_failed;      /* reply queued, rest being discarded */
 	bool ap_wait_accept; /* begin done for a sync literal: accept on OK */
 	int ap_begun;        /* literal_index begun, -1 */
@@ -142,10 +143,7 @@ struct imap_server {
 	char *ap_mailbox;
 	char **ap_kw;
 	size_t ap_n_kw;
-	uint32_t ap_uidvalidity;
-	uint32_t *ap_uids;
-	size_t ap_n_uids;
-	bool ap_appended_selected;
+	size_t ap_n_msgs;    /* messages ended (append_end OK) */
 
 	struct buf alert;
 
@@ -157,7 +155,14 @@ struct imap_server {
 	const char *fetch_err; /* NO text for the end, or NULL */
 	struct imap_fetch_render fetch_r;
 	struct imap_msg fetch_m;
+	bool fetch_offload;     /* render batches through ops->offload */
+	bool fetch_fatal;       /* a promised literal failed: close */
+	struct buf fetch_buf;   /* an offloaded batch, appended at resume */
 };
+
+/* SEARCH/FETCH go through ops->offload above this many messages, or when
+ * they read message files. */
+#define IMAP_OFFLOAD_MIN_MSGS 256
 
 /* imap_server.c */
 void imap_untagged(struct imap_server *s, const char *fmt, ...) ATTR_FORMAT(2, 3);

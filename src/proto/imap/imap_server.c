@@ -72,6 +72,7 @@ struct imap_server *imap_server_new(const struct imap_server_settings *set,
 	buf_init(&s->reply, 0);
 	buf_init(&s->tagged, 0);
 	buf_init(&s->alert, 0);
+	buf_init(&s->fetch_buf, 0);
 	s->state = IS_NOAUTH;
 	s->ap_begun = -1;
 	new_parser(s);
@@ -113,6 +114,7 @@ void imap_server_free(struct imap_server **sp)
 	buf_deinit(&s->reply);
 	buf_deinit(&s->tagged);
 	buf_deinit(&s->alert);
+	buf_deinit(&s->fetch_buf);
 	free(s->tag);
 	free(s->user);
 	free(s->login_user);
@@ -431,8 +433,27 @@ static void apply_changes(struct imap_server *s, struct imap_changes *c)
 	changes_free(c);
 }
 
+#define GONE_BYE "Selected mailbox was deleted, have to disconnect"
+
+/* After a sync: the app said the mailbox is gone. BYE without the tagged
+ * answer (the command's own effect, if any, is done). */
+static bool gone_check(struct imap_server *s)
+{
+	if (!s->mbox_gone)
+		return false;
+	s->mbox_gone = false;
+	changes_free(&s->ch_res);
+	buf_clear(&s->tagged);
+	flush_alert(s);
+	imap_logout(s, GONE_BYE);
+	cmd_clear(s);
+	return true;
+}
+
 static void tagged_sync_done(struct imap_server *s, enum imap_verdict v)
 {
+	if (gone_check(s))
+		return;
 	if (v == IMAP_OK)
 		apply_changes(s, &s->ch_res);
 	else
@@ -532,6 +553,8 @@ void imap_server_resume(struct imap_server *s, enum imap_verdict v)
 		free(s->exp_res.uids);
 		free(s->copy_res.src);
 		free(s->copy_res.dst);
+		free(s->ap_res.uids);
+		memset(&s->ap_res, 0, sizeof s->ap_res);
 		memset(&s->exp_res, 0, sizeof s->exp_res);
 		memset(&s->copy_res, 0, sizeof s->copy_res);
 		return;
@@ -913,6 +936,12 @@ void imap_server_mailbox_changed(struct imap_server *s)
 		imap_idle_line(s, NULL, 0); /* a sync during IDLE */
 }
 
+void imap_server_mailbox_gone(struct imap_server *s)
+{
+	if (s->state == IS_SELECTED)
+		s->mbox_gone = true;
+}
+
 void imap_server_tls_started(struct imap_server *s)
 {
 	if (s->state == IS_LOGOUT)
@@ -1006,6 +1035,8 @@ const struct proto_session_ops imap_server_proto_ops = {
 
 static void idle_sync_done(struct imap_server *s, enum imap_verdict v)
 {
+	if (gone_check(s))
+		return;
 	if (v == IMAP_OK)
 		apply_changes(s, &s->ch_res);
 	else

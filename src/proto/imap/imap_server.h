@@ -31,12 +31,15 @@
  * mailbox is selected and the app said something changed
  * (imap_server_mailbox_changed()), and at once during IDLE. sync reports
  * new UIDs (EXISTS, RECENT in rev1), expunged UIDs (EXPUNGE, highest first)
- * and flag changes (FETCH (UID n FLAGS (...))).
+ * and flag changes (FETCH (UID n FLAGS (...))). A sync that finds the
+ * mailbox gone ends the session (imap_server_mailbox_gone()).
  *
  * FETCH, STORE, SEARCH and their UID forms (cmd_fetch.c, cmd_store.c,
  * cmd_search.c over imap_fetch.h / imap_search.h / imap_store.h) read
  * messages through ops->msg_get / msg_put and change flags through
- * ops->store; these three ops are synchronous (no PENDING). FETCH streams:
+ * ops->store; these three ops are synchronous (no PENDING), but STORE,
+ * SEARCH and a FETCH of bodies or of many messages run their message loop
+ * through ops->offload (on a job thread in the daemon). FETCH streams:
  * it renders message after message into the output and, once the output
  * passes IMAP_FETCH_HIWAT, want() says PENDING until the connection has
  * drained it; imap_server_output() then renders more (the connection calls
@@ -169,8 +172,12 @@ struct imap_append_info {
 	int tz_min;
 	bool binary;           /* literal8 (RFC 3516) */
 };
+/* APPEND's result: the UIDs of its messages in order (malloc'd, the
+ * engine frees them) for APPENDUID; uidvalidity 0 for no APPENDUID. */
 struct imap_append_result {
-	uint32_t uidvalidity, uid; /* APPENDUID; 0 for none */
+	uint32_t uidvalidity;
+	uint32_t *uids;
+	size_t n;
 };
 
 struct imap_server_ops {
@@ -221,15 +228,21 @@ struct imap_server_ops {
 	enum imap_verdict (*copy)(void *ctx, struct imap_server *s, const uint32_t *uids, size_t n,
 				  const char *dest, bool move, struct imap_copy_result *r);
 
-	/* APPEND, per message: begin (NO [TRYCREATE] if the mailbox does not
-	 * exist; may be PENDING), write (synchronous; false stops the command
-	 * with the reply set, default NO [SERVERBUG]), commit (may be PENDING)
-	 * or abort (the command failed or the session ended). */
+	/* APPEND, all or nothing (RFC 3502 for MULTIAPPEND). Per message:
+	 * begin (NO [TRYCREATE] if the mailbox does not exist; may be
+	 * PENDING), write (synchronous; false stops the command with the reply
+	 * set, default NO [SERVERBUG]), end (the data is complete: keep the
+	 * message, still invisible; may be PENDING). Once the command line is
+	 * complete: commit makes every message ended since the command began
+	 * visible at once (may be PENDING). abort drops every message of the
+	 * command (one failed, a later literal was refused, the session
+	 * ended); it is called after any OK begin unless commit was. */
 	enum imap_verdict (*append_begin)(void *ctx, struct imap_server *s,
 					  const struct imap_append_info *info);
 	bool (*append_write)(void *ctx, struct imap_server *s, const void *p, size_t n);
-	enum imap_verdict (*append_commit)(void *ctx, struct imap_server *s,
-					   const struct imap_append_info *info,
+	enum imap_verdict (*append_end)(void *ctx, struct imap_server *s,
+					const struct imap_append_info *info);
+	enum imap_verdict (*append_commit)(void *ctx, struct imap_server *s, const char *mailbox,
 					   struct imap_append_result *r);
 	void (*append_abort)(void *ctx, struct imap_server *s);
 
@@ -251,6 +264,17 @@ struct imap_server_ops {
 				   unsigned op, unsigned flags, const char *const *keywords,
 				   size_t n_keywords, uint64_t unchanged_since, uint32_t **failed_r,
 				   size_t *n_failed_r);
+
+	/* Optional: run work(s) away from the caller (a job thread) and call
+	 * imap_server_resume(s, IMAP_OK) back on the session's thread once it
+	 * has returned; return PENDING. NULL, or IMAP_OK after calling work(s)
+	 * itself, runs it inline. work is the slow part of STORE, SEARCH and
+	 * FETCH (bodies, or many messages): it calls only msg_get/msg_put/store
+	 * (whose imap_server_reply() it may trigger) and
+	 * touches only the command's own state (never the output buffer);
+	 * until the resume the engine makes no other op call. */
+	enum imap_verdict (*offload)(void *ctx, struct imap_server *s,
+				     void (*work)(struct imap_server *s));
 
 	/* Optional: the client's ID parameters (RFC 2971), pairs of
 	 * field/value (value may be NULL), for the log. */
@@ -300,6 +324,12 @@ void imap_server_list_add(struct imap_server *s, const struct imap_list_entry *e
 /* The selected mailbox changed under the session (another session,
  * delivery): sync at the next allowed point, at once during IDLE. */
 void imap_server_mailbox_changed(struct imap_server *s);
+/* The selected mailbox no longer exists for this session (deleted or
+ * renamed by another session or program; call it from ops->sync before
+ * its NO). The engine then ends the session with "* BYE Selected mailbox
+ * was deleted" and no tagged answer, as Dovecot does: a client cannot go
+ * on with sequence numbers of a mailbox that is gone (RFC 9051 7.1.5). */
+void imap_server_mailbox_gone(struct imap_server *s);
 /* Queue "* OK [ALERT] text" (RFC 9051 7.1) with the next response. */
 void imap_server_alert(struct imap_server *s, const char *text);
 
