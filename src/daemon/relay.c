@@ -122,6 +122,7 @@ struct rsess {
 	int fd; /* content of cur, -1 */
 	bool was_ready;
 	bool did_msg;
+	bool content_started; /* of cur: the peer may be about to accept it */
 	bool connected;
 };
 
@@ -514,6 +515,7 @@ static void cl_msg_done(void *ctx, struct smtp_client *c, const struct smtp_clie
 			sess_set_rcpt(s, i, res);
 	cur_close(s);
 	s->did_msg = true;
+	s->content_started = false;
 	rmsg_finish(s->r, &s->cur);
 	if (smtp_client_is_ready(s->cl))
 		sess_next(s);
@@ -648,6 +650,8 @@ static void sess_pump_content(struct rsess *s)
 {
 	struct buf *out = smtp_client_output(s->cl);
 	uint8_t chunk[RELAY_CONTENT_CHUNK];
+	if (smtp_client_wants_content(s->cl))
+		s->content_started = true;
 	while (s->fd >= 0 && smtp_client_wants_content(s->cl) && out->len < RELAY_OUT_LOW) {
 		ssize_t n = read(s->fd, chunk, sizeof chunk);
 		if (n < 0 && errno == EINTR)
@@ -708,9 +712,11 @@ static void ps_shutdown(void *p)
 	struct rsess *s = p;
 	if (smtp_client_is_ready(s->cl))
 		smtp_client_quit(s->cl);
-	else if (!s->cur)
-		smtp_client_abort(s->cl, "server shutting down");
-	/* else: the message in flight finishes, then sess_next QUITs */
+	else if (!s->cur || !s->content_started)
+		smtp_client_abort(s->cl, "server shutting down"); /* released, not failed */
+	/* else: the content is (being) sent: wait for the peer's verdict, bounded
+	 * by the server's stop deadline, so an accepted message is recorded and
+	 * not sent twice; then sess_next QUITs */
 }
 
 static void ps_closed(void *p, const char *reason)

@@ -203,6 +203,24 @@ def test_sigterm_with_slow_smarthost(make_tern, helper, sink):
     t.proc.wait(40)
     gate.set()
     assert time.monotonic() - t0 < 35
-    # still queued (released or deferred), never lost
+    # released, not failed: still queued, no attempt counted, never lost
     out = t.cli("queue", "list").stdout
-    assert qid in out, out
+    assert qid in out and "queued" in out and "attempts=0" in out, out
+
+
+def test_mx_mode_domain_literal_and_dns_failure(make_tern, helper, sink):
+    # no relay_host: an address literal needs no DNS (RFC 5321 4.1.3), the
+    # MX port is the sink's; a domain while the resolver is unreachable is
+    # deferred (temporary), never bounced
+    t = make_tern(f"relay_mx_port = {sink.port}\ndns_servers = 127.0.0.1:9\n"
+                  "queue_retry = 1h\n", start=False)
+    q1 = enqueue(helper, t.data, "alice@example.org", ["bob@[127.0.0.1]"], MSG)
+    q2 = enqueue(helper, t.data, "alice@example.org", ["carol@unresolvable.test"], MSG)
+    t.start()
+    assert sink.wait(1)
+    assert sink.messages[0]["to"] == ["bob@[127.0.0.1]"]
+    t.wait_log(q1 + r" relay to=<bob@\[127.0.0.1\]> relay=127.0.0.1\[127.0.0.1\]:\d+ .*status=sent")
+    t.wait_log(q2 + r" relay to=<carol@unresolvable.test> relay=none .*status=deferred",
+               timeout=30)
+    out = t.cli("queue", "list").stdout
+    assert q2 in out and "deferred" in out and q1 not in out, out
