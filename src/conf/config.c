@@ -605,6 +605,7 @@ struct config *config_parse(const char *name, const char *base_dir, const char *
 		c->lines[idx] = lineno;
 	}
 	free(line);
+	line = NULL;
 	apply_defaults(c, base_dir);
 	if (validate_relay(c, name, err_r) < 0)
 		goto fail;
