@@ -241,7 +241,7 @@ static bool is_closed(void *arg)
 static void echo_over(int family)
 {
 	struct evloop *ev = evloop_new();
-	struct srv s;
+	struct srv s = { 0 };
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	srv_start(&s, ev, family, &ss, &sl);
@@ -363,7 +363,7 @@ static void test_client_starttls(void **state)
 	char *err = NULL;
 	assert_int_equal(tls_make_self_signed(cert, key, "mx.test", &err), 0);
 	struct evloop *ev = evloop_new();
-	struct srv s;
+	struct srv s = { 0 };
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	s.tls = tls_ctx_new(cert, key, &err);
@@ -407,7 +407,7 @@ static void test_client_tls_trusted_ca(void **state)
 	char *err = NULL;
 	assert_int_equal(tls_make_self_signed(cert, key, "mx.test", &err), 0);
 	struct evloop *ev = evloop_new();
-	struct srv s;
+	struct srv s = { 0 };
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	s.tls = tls_ctx_new(cert, key, &err);
