@@ -56,7 +56,7 @@
 #define RELAY_MAX_INFLIGHT 1000      /* claimed recipients at once */
 #define RELAY_SCAN_MAX_MS 60000      /* longest sleep between queue looks */
 #define RELAY_NOTIFY_MS 60000        /* queue_notify_all period */
-#define RELAY_IDLE_MS (10 * 60 * 1000) /* reply timeout (RFC 5321 4.5.3.2.6 max) */
+#define RELAY_GREETING_MS (5 * 60 * 1000) /* RFC 5321 4.5.3.2.1 */
 #define RELAY_CONTENT_CHUNK 65536
 #define RELAY_OUT_LOW (256 * 1024) /* top the content up below this much output */
 #define RELAY_MAX_LOCAL_MSG (512ull * 1024 * 1024)
@@ -689,6 +689,14 @@ static struct buf *ps_output(void *p)
 {
 	struct rsess *s = p;
 	sess_pump_content(s);
+	/* called after every step: keep the reply timeout right for what the
+	 * engine waits for now */
+	if (s->conn && s->cl) {
+		uint64_t t = cfg_of(s->r)->relay_timeout;
+		if (!t)
+			t = smtp_client_timeout_secs(s->cl);
+		conn_set_idle_timeout(s->conn, (unsigned)(t * 1000));
+	}
 	return smtp_client_output(s->cl);
 }
 
@@ -828,7 +836,8 @@ static int sess_open(struct rjob *j, size_t t)
 	struct sockaddr_storage ss;
 	socklen_t sl = to_sockaddr(&j->targets[t].addr, j->port, &ss);
 	struct conn_settings cs = {
-		.idle_ms = RELAY_IDLE_MS,
+		.idle_ms = cfg->relay_timeout ? (unsigned)(cfg->relay_timeout * 1000)
+					      : RELAY_GREETING_MS,
 		.max_input = 64 * 1024,
 		.tls = r->tls,
 		.tls_server_name = j->targets[t].host,

@@ -850,6 +850,15 @@ fail:
 	return NULL;
 }
 
+void conn_set_idle_timeout(struct conn *c, unsigned ms)
+{
+	if (c->idle_ms == ms)
+		return;
+	c->idle_ms = ms;
+	if (!c->dead && !c->busy)
+		arm_timer(c); /* inside a dispatch, act() re-arms */
+}
+
 bool conn_is_connected(const struct conn *c)
 {
 	return !c->connecting;

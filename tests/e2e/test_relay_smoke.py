@@ -224,3 +224,31 @@ def test_mx_mode_domain_literal_and_dns_failure(make_tern, helper, sink):
                timeout=30)
     out = t.cli("queue", "list").stdout
     assert q2 in out and "deferred" in out and q1 not in out, out
+
+
+def test_silent_smarthost_times_out(make_tern, helper):
+    s = Sink(greeting="")
+    try:
+        t = make_tern(relay_conf(s.port, "relay_timeout = 1s\n", retry="1h"), start=False)
+        qid = enqueue(helper, t.data, "alice@example.org", ["bob@remote.test"], MSG)
+        t.start()
+        t.wait_log(qid + r" relay to=<bob@remote.test> .*status=deferred .*Timeout waiting for "
+                   r"the greeting", timeout=15)
+        out = t.cli("queue", "list").stdout
+        assert "deferred" in out and "attempts=1" in out, out
+    finally:
+        s.close()
+
+
+def test_greeting_refused_bounces(make_tern, helper):
+    # the only host refuses every session with 554: permanent, bounced to the
+    # local sender (RFC 5321 3.1: 554 greeting, QUIT)
+    s = Sink(greeting="554 5.7.1 go away")
+    try:
+        t = make_tern(relay_conf(s.port), start=False)
+        qid = enqueue(helper, t.data, "alice@example.org", ["bob@remote.test"], MSG)
+        t.start()
+        t.wait_log(qid + r" relay to=<bob@remote.test> .*status=bounced .*554", timeout=15)
+        assert wait_for(lambda: len(t.messages("alice@example.org")) == 1)
+    finally:
+        s.close()
