@@ -73,12 +73,6 @@ struct rmsg {
 	char *remote;
 };
 
-struct rtarget {
-	const char *host; /* into job->dres, or job->smarthost */
-	struct dns_addr addr;
-	bool dead;
-	bool notls; /* its TLS handshake failed: plaintext (RFC 7435 fallback) */
-};
 
 struct rjob {
 	struct rjob *next;
@@ -93,7 +87,7 @@ struct rjob {
 	struct dns_req *dreq;
 	struct dns_result *dres;
 	bool resolved;
-	struct rtarget *targets;
+	struct relay_target *targets;
 	size_t ntargets;
 	uint16_t port;
 	char shost[256];
@@ -732,7 +726,7 @@ static void ps_closed(void *p, const char *reason)
 	struct rsess *s = p;
 	struct relay *r = s->r;
 	struct rjob *j = s->job;
-	struct rtarget *tg = &j->targets[s->tidx];
+	struct relay_target *tg = &j->targets[s->tidx];
 	s->conn = NULL;
 	bool tls_failed = reason && !strncmp(reason, "TLS", 3) && !s->was_ready && !tg->notls;
 	if (!reason || !strcmp(reason, "connection closed by peer") ||
@@ -870,12 +864,28 @@ static int sess_open(struct rjob *j, size_t t)
 	return 0;
 }
 
-static size_t first_alive(const struct rjob *j)
+size_t relay_first_alive(const struct relay_target *t, size_t n)
 {
-	for (size_t i = 0; i < j->ntargets; i++)
-		if (!j->targets[i].dead)
+	for (size_t i = 0; i < n; i++)
+		if (!t[i].dead)
 			return i;
 	return SIZE_MAX;
+}
+
+size_t relay_targets_build(const struct dns_result *res, const char *host_override,
+			   struct relay_target **out)
+{
+	size_t n = 0, k = 0;
+	for (size_t h = 0; h < res->nhosts; h++)
+		n += res->hosts[h].naddrs;
+	*out = n ? xcalloc(n, sizeof **out) : NULL;
+	for (size_t h = 0; h < res->nhosts; h++)
+		for (size_t a = 0; a < res->hosts[h].naddrs; a++)
+			(*out)[k++] = (struct relay_target){
+				.host = host_override ? host_override : res->hosts[h].name,
+				.addr = res->hosts[h].addrs[a],
+			};
+	return n;
 }
 
 /* Open sessions while there are messages nobody is handling and limits allow. */
@@ -895,7 +905,7 @@ static void job_pump(struct rjob *j)
 		return;
 	}
 	while (job_left(j) > j->nsess) {
-		size_t t = first_alive(j);
+		size_t t = relay_first_alive(j->targets, j->ntargets);
 		if (t == SIZE_MAX) {
 			if (j->nsess == 0) {
 				enum queue_outcome o = relay_exhausted_outcome(j->nperm, j->nfailed);
@@ -953,16 +963,7 @@ static void job_resolved(struct dns_result *res, void *ctx)
 		return;
 	}
 	j->dres = res;
-	size_t n = 0;
-	for (size_t h = 0; h < res->nhosts; h++)
-		n += res->hosts[h].naddrs;
-	j->targets = xcalloc(n, sizeof *j->targets);
-	for (size_t h = 0; h < res->nhosts; h++)
-		for (size_t a = 0; a < res->hosts[h].naddrs; a++)
-			j->targets[j->ntargets++] = (struct rtarget){
-				.host = j->smarthost ? j->shost : res->hosts[h].name,
-				.addr = res->hosts[h].addrs[a],
-			};
+	j->ntargets = relay_targets_build(res, j->smarthost ? j->shost : NULL, &j->targets);
 	job_pump(j);
 	job_maybe_finish(j);
 }

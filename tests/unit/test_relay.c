@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +58,69 @@ static void test_fallback(void **state)
 	assert_true(relay_next_host_on_failure(&refused, false));
 	/* after: results belong to the messages already tried */
 	assert_false(relay_next_host_on_failure(&greet4, true));
+}
+
+static struct dns_addr v4(const char *s)
+{
+	struct dns_addr a = { .family = AF_INET };
+	assert_int_equal(inet_pton(AF_INET, s, &a.u.v4), 1);
+	return a;
+}
+
+static struct dns_addr v6(const char *s)
+{
+	struct dns_addr a = { .family = AF_INET6 };
+	assert_int_equal(inet_pton(AF_INET6, s, &a.u.v6), 1);
+	return a;
+}
+
+static void test_targets_order_and_fallback(void **state)
+{
+	(void)state;
+	/* as the resolver hands it over: mx1 (pref 10, v6 + v4), mx2 (pref 20) */
+	struct dns_addr a1[] = { v6("2001:db8::1"), v4("192.0.2.1") };
+	struct dns_addr a2[] = { v4("192.0.2.2") };
+	struct dns_host hosts[] = {
+		{ .name = "mx1.example.net", .pref = 10, .naddrs = 2, .addrs = a1 },
+		{ .name = "mx2.example.net", .pref = 20, .naddrs = 1, .addrs = a2 },
+	};
+	struct dns_result res = { .status = DNS_OK, .nhosts = 2, .hosts = hosts };
+	struct relay_target *t = NULL;
+	size_t n = relay_targets_build(&res, NULL, &t);
+	assert_int_equal(n, 3);
+	static const char *const want_host[] = { "mx1.example.net", "mx1.example.net",
+						  "mx2.example.net" };
+	static const char *const want_addr[] = { "2001:db8::1", "192.0.2.1", "192.0.2.2" };
+	for (size_t i = 0; i < n; i++) {
+		char buf[64];
+		dns_addr_str(&t[i].addr, buf, sizeof buf);
+		assert_string_equal(t[i].host, want_host[i]);
+		assert_string_equal(buf, want_addr[i]);
+		assert_false(t[i].dead);
+	}
+	/* each failure before ready moves to the next address, then the next MX */
+	assert_int_equal(relay_first_alive(t, n), 0);
+	t[0].dead = true;
+	assert_int_equal(relay_first_alive(t, n), 1);
+	t[1].dead = true;
+	assert_int_equal(relay_first_alive(t, n), 2);
+	t[2].dead = true;
+	assert_int_equal(relay_first_alive(t, n), SIZE_MAX);
+	/* a dead address that comes back (TLS retried in plaintext) is first again */
+	t[1].dead = false;
+	assert_int_equal(relay_first_alive(t, n), 1);
+	free(t);
+	/* smarthost: every target carries its name */
+	n = relay_targets_build(&res, "smart.example.com", &t);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++)
+		assert_string_equal(t[i].host, "smart.example.com");
+	free(t);
+	/* nothing resolved: nothing to try */
+	struct dns_result none = { .status = DNS_TEMPFAIL };
+	assert_int_equal(relay_targets_build(&none, NULL, &t), 0);
+	assert_null(t);
+	assert_int_equal(relay_first_alive(NULL, 0), SIZE_MAX);
 }
 
 static void test_exhausted(void **state)
@@ -228,6 +292,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_outcome),		cmocka_unit_test(test_fallback),
 		cmocka_unit_test(test_exhausted),	cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_targets_order_and_fallback),
 		cmocka_unit_test(test_format_reply),	cmocka_unit_test(test_xtext_notify),
 		cmocka_unit_test(test_hostport),	cmocka_unit_test(test_config_validation),
 	};
