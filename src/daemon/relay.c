@@ -344,7 +344,11 @@ static void rmsg_finish(struct relay *r, struct rmsg **xp)
 		log_warnx("%s relay: cannot record results: %s", x->m->id, err ? err : "?");
 		free(err);
 		err = NULL;
-		/* claims stay; the next server start clears them */
+		/* give the claims back so they are tried again (at least once: a
+		 * recipient the peer accepted may get a second copy) */
+		for (size_t i = 0; i < n; i++)
+			rel[nrel++] = res[i].rcpt;
+		n = 0;
 	}
 	if (nrel && queue_release(q, x->m->id, rel, nrel, &err) < 0) {
 		log_warnx("%s relay: cannot release recipients: %s", x->m->id, err ? err : "?");
