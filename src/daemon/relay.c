@@ -317,8 +317,19 @@ static void rmsg_set(struct rmsg *x, size_t i, enum queue_outcome o, int code, c
 
 /* Record the finished (or partly finished) message, notify, free it. With
  * release, recipients without a result are given back unclaimed. */
+/* The queue's SQLite work runs on the loop thread: say so when it gets slow
+ * enough to delay other sessions. */
+static void slow_check(const char *what, const char *id, uint64_t t0)
+{
+	uint64_t ms = time_mono_ms() - t0;
+	if (ms >= 200)
+		log_warnx("relay: %s %s took %llu ms on the event loop", what, id ? id : "",
+			  (unsigned long long)ms);
+}
+
 static void rmsg_finish(struct relay *r, struct rmsg **xp)
 {
+	uint64_t t0 = time_mono_ms();
 	struct rmsg *x = *xp;
 	struct queue *q = r->srv->queue;
 	char *err = NULL;
@@ -372,6 +383,7 @@ static void rmsg_finish(struct relay *r, struct rmsg **xp)
 		}
 	}
 	r->inflight -= x->m->n_rcpts <= r->inflight ? x->m->n_rcpts : r->inflight;
+	slow_check("recording", x->m->id, t0);
 	free(res);
 	free(rel);
 	rmsg_free(xp);
@@ -1137,6 +1149,7 @@ static void scan(struct relay *r)
 {
 	if (r->stopping)
 		return;
+	uint64_t t0 = time_mono_ms();
 	const struct config *cfg = cfg_of(r);
 	int64_t now = time_unix();
 	char *err = NULL;
@@ -1185,6 +1198,7 @@ static void scan(struct relay *r)
 			}
 		}
 		queue_due_free(&due);
+		slow_check("queue scan", NULL, t0);
 		/* start new jobs; existing resolved ones may open more sessions */
 		struct rjob *next;
 		for (struct rjob *j = r->jobs; j; j = next) {
