@@ -344,6 +344,7 @@ static void slow_check(const char *what, const char *id, uint64_t t0)
  * loop. */
 struct rop {
 	struct rop *next;
+	bool all;	/* queue_notify_all() instead of one message (x NULL) */
 	struct rmsg *x;
 	struct queue_result *res;
 	size_t n;
@@ -361,6 +362,12 @@ static void rop_run(struct queue *q, struct rop *op)
 {
 	struct rmsg *x = op->x;
 	int64_t now = time_unix();
+	if (op->all) {
+		/* on the same handle and thread as the per-message notifies, so
+		 * two of them never build a DSN for the same recipients */
+		op->notified = queue_notify_all(q, now, &op->err_notify);
+		return;
+	}
 	uint64_t t0 = time_mono_ms();
 	if (op->n && queue_record(q, x->m->id, op->res, op->n, now, &op->err_record) < 0) {
 		/* give the claims back so they are tried again (at least once: a
@@ -383,6 +390,18 @@ static void rop_run(struct queue *q, struct rop *op)
 /* Back on the loop: logs, wake-ups, free. */
 static void rop_complete(struct relay *r, struct rop *op)
 {
+	if (op->all) {
+		if (op->notified < 0) {
+			log_warnx("relay: queue_notify_all: %s",
+				  op->err_notify ? op->err_notify : "?");
+		} else if (op->notified > 0) {
+			log_debug("relay: notifications for %d messages", op->notified);
+			relay_kick(r);
+		}
+		free(op->err_notify);
+		free(op);
+		return;
+	}
 	struct rmsg *x = op->x;
 	const char *id = x->m->id;
 	if (op->err_record)
@@ -411,6 +430,24 @@ static void rop_complete(struct relay *r, struct rop *op)
 
 static void *worker_main(void *arg);
 
+static void rop_submit(struct relay *r, struct rop *op)
+{
+	if (!r->wq) {
+		uint64_t t0 = time_mono_ms();
+		rop_run(r->srv->queue, op);
+		slow_check(op->all ? "notifications" : "recording", op->all ? NULL : op->x->m->id,
+			   t0);
+		rop_complete(r, op);
+		return;
+	}
+	r->nops++;
+	pthread_mutex_lock(&r->wlock);
+	*r->wtail = op;
+	r->wtail = &op->next;
+	pthread_cond_signal(&r->wcond);
+	pthread_mutex_unlock(&r->wlock);
+}
+
 static void rmsg_finish(struct relay *r, struct rmsg **xp)
 {
 	struct rmsg *x = *xp;
@@ -434,19 +471,7 @@ static void rmsg_finish(struct relay *r, struct rmsg **xp)
 		if (qr->outcome == QUEUE_OUT_TEMPFAIL)
 			op->deferred = true;
 	}
-	if (!r->wq) {
-		uint64_t t0 = time_mono_ms();
-		rop_run(r->srv->queue, op);
-		slow_check("recording", x->m->id, t0);
-		rop_complete(r, op);
-		return;
-	}
-	r->nops++;
-	pthread_mutex_lock(&r->wlock);
-	*r->wtail = op;
-	r->wtail = &op->next;
-	pthread_cond_signal(&r->wcond);
-	pthread_mutex_unlock(&r->wlock);
+	rop_submit(r, op);
 }
 
 /* Completed ops, on the loop (ev_async), or from relay_free. */
@@ -1372,15 +1397,9 @@ static void notify_fired(struct evloop *ev, void *ctx)
 {
 	struct relay *r = ctx;
 	r->notify_timer = NULL;
-	char *err = NULL;
-	int n = queue_notify_all(r->srv->queue, time_unix(), &err);
-	if (n < 0) {
-		log_warnx("relay: queue_notify_all: %s", err ? err : "?");
-		free(err);
-	} else if (n > 0) {
-		log_debug("relay: notifications for %d messages", n);
-		relay_kick(r);
-	}
+	struct rop *op = xcalloc(1, sizeof *op);
+	op->all = true;
+	rop_submit(r, op);
 	if (!r->stopping)
 		r->notify_timer = ev_timer_add(ev, RELAY_NOTIFY_MS, notify_fired, r);
 }
