@@ -18,6 +18,7 @@
  * older files step by step and refuses newer ones. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -333,14 +334,26 @@ struct accounts *accounts_open(const char *data_dir, char **err_r)
 	}
 	char *path = xasprintf("%s/accounts.db", data_dir);
 	/* Create it ourselves so hashes are never world-readable; SQLite gives
-	 * the -wal and -shm files the same mode. */
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
+	 * the -wal and -shm files the same mode. Only a file we create is
+	 * opened and closed here: close(2) of any descriptor for an existing
+	 * database drops every POSIX lock this process holds on it, including
+	 * those of another handle's SQLite connection (the server has several),
+	 * and another process could then reset the WAL under that connection. */
+	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd >= 0) {
+		close(fd); /* new: nobody can hold locks on it yet */
+	} else if (errno != EEXIST) {
 		set_err(err_r, "open(%s): %s", path, strerror(errno));
 		free(path);
 		return NULL;
+	} else {
+		struct stat sb;
+		if (lstat(path, &sb) < 0 || !S_ISREG(sb.st_mode)) {
+			set_err(err_r, "%s: not a regular file", path);
+			free(path);
+			return NULL;
+		}
 	}
-	close(fd);
 	struct accounts *a = xcalloc(1, sizeof(*a));
 	int rc = sqlite3_open_v2(path, &a->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {

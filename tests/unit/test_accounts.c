@@ -516,6 +516,29 @@ static void test_persistence_and_schema(void **state)
 	free(err);
 }
 
+/* accounts_open() creates the file itself (mode 0600) but never opens and
+ * closes an existing one (that would drop the POSIX locks of the server's
+ * other connections): a symlink in its place is refused, not followed. */
+static void test_open_refuses_symlink(void **state)
+{
+	struct fx *f = *state;
+	char *err = NULL;
+	char *path = xasprintf("%s/accounts.db", f->dir);
+	/* a symlink in place of the database is refused */
+	char *dir2 = xasprintf("%s/sub", f->dir);
+	assert_int_equal(mkdir(dir2, 0700), 0);
+	char *link = xasprintf("%s/accounts.db", dir2);
+	assert_int_equal(symlink(path, link), 0);
+	assert_null(accounts_open(dir2, &err));
+	assert_non_null(err);
+	free(err);
+	unlink(link);
+	rmdir(dir2);
+	free(link);
+	free(dir2);
+	free(path);
+}
+
 /* RFC 1939 7: the example digest for timestamp <1896.697170952@dbc.mtview.ca.us>
  * and secret "tanstaaf". */
 static void test_apop(void **state)
@@ -563,6 +586,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_credentials, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence_and_schema, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_apop, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_open_refuses_symlink, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
