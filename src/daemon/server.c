@@ -221,34 +221,19 @@ static const struct {
 	const char *key;
 	enum listener_proto proto;
 	size_t off;
-	const char *what; /* NULL = implemented */
 } listener_keys[] = {
-	{ "smtp_listen", LP_SMTP, offsetof(struct config, smtp_listen), NULL },
-	{ "submission_listen", LP_SUBMISSION, offsetof(struct config, submission_listen), NULL },
-	{ "submissions_listen", LP_SUBMISSIONS, offsetof(struct config, submissions_listen),
-	  NULL },
-	{ "imap_listen", LP_IMAP, offsetof(struct config, imap_listen), NULL },
-	{ "imaps_listen", LP_IMAPS, offsetof(struct config, imaps_listen), NULL },
-	{ "pop3_listen", LP_POP3, offsetof(struct config, pop3_listen), NULL },
-	{ "pop3s_listen", LP_POP3S, offsetof(struct config, pop3s_listen), NULL },
+	{ "smtp_listen", LP_SMTP, offsetof(struct config, smtp_listen) },
+	{ "submission_listen", LP_SUBMISSION, offsetof(struct config, submission_listen) },
+	{ "submissions_listen", LP_SUBMISSIONS, offsetof(struct config, submissions_listen) },
+	{ "imap_listen", LP_IMAP, offsetof(struct config, imap_listen) },
+	{ "imaps_listen", LP_IMAPS, offsetof(struct config, imaps_listen) },
+	{ "pop3_listen", LP_POP3, offsetof(struct config, pop3_listen) },
+	{ "pop3s_listen", LP_POP3S, offsetof(struct config, pop3s_listen) },
 };
 
 static const struct cfg_list *listen_list(const struct config *c, size_t i)
 {
 	return (const struct cfg_list *)((const char *)c + listener_keys[i].off);
-}
-
-static int check_listeners(const struct config *c)
-{
-	for (size_t i = 0; i < N_ELEMENTS(listener_keys); i++) {
-		if (listen_list(c, i)->n == 0 || !listener_keys[i].what)
-			continue;
-		fprintf(stderr, "tern: %s:%u: %s: %s is not implemented yet; leave it empty\n",
-			c->path, config_line(c, listener_keys[i].key), listener_keys[i].key,
-			listener_keys[i].what);
-		return -1;
-	}
-	return 0;
 }
 
 static int bind_listeners(struct server *srv)
@@ -556,8 +541,6 @@ int server_main(const char *path)
 	current_cfg->refs = 1;
 	srv->cfg = cfg;
 	apply_log_level(cfg);
-	if (check_listeners(cfg) < 0)
-		return 1;
 	signal(SIGPIPE, SIG_IGN);
 	raise_fd_limit();
 	umask(077);
