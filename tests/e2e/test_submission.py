@@ -11,6 +11,7 @@ import json
 import os
 import re
 import select
+import signal
 import shutil
 import smtplib
 import sqlite3
@@ -723,3 +724,30 @@ def test_queue_lock_past_busy_timeout_is_451(busy):
     assert code == 250, l
     assert len(queue_rows(busy)) == 1 and len(busy.messages(BOB)) == 1
     assert c.cmd("QUIT")[0] == 221
+
+
+def test_sigterm_while_registration_waits(busy):
+    """SIGTERM while the queue registration waits for the lock: the server
+    waits for it (the client gets its 250), then stops cleanly, and the
+    message is in the queue after a restart."""
+    c, data = start_submission(busy, "stopping")
+    db = lock_queue_db(busy)
+    try:
+        c.send(data)
+        time.sleep(0.5)
+        busy.signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert busy.proc.poll() is None  # still waiting for the registration
+        assert no_answer_yet(c)
+    finally:
+        db.rollback()
+        db.close()
+    code, l = c.reply(timeout=10)
+    assert code == 250, l
+    busy.proc.wait(30)
+    assert busy.stop() == 0
+    (qm, qr), = queue_rows(busy)
+    assert [r["addr"] for r in qr] == [REMOTE]
+    assert len(busy.messages(BOB)) == 1
+    busy.start()
+    assert len(queue_rows(busy)) == 1
