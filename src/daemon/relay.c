@@ -34,7 +34,11 @@
  * SQLite: every queue call of the scheduler (scan, record/release/notify,
  * notify_all) is an op run in order by one worker thread with its own queue
  * handle (QUEUE_OPEN_WRITER), completed back on the loop via ev_async; the
- * loop thread never waits for an fsync of the queue. */
+ * loop thread never waits for an fsync of the queue. Submissions are
+ * registered the same way (relay_enqueue: queue_enqueue_file, then
+ * queue_notify for recipients already delivered locally), so a `tern queue`
+ * CLI holding the database delays only the submitting client's 250, never
+ * the other sessions. */
 #include "daemon/relay.h"
 
 #include <arpa/inet.h>
@@ -352,6 +356,14 @@ static void slow_check(const char *what, const char *id, uint64_t t0)
  * loop. */
 struct rop {
 	struct rop *next;
+	bool enq;	/* relay_enqueue(): queue_enqueue_file + queue_notify (x NULL) */
+	struct queue_envelope env; /* enq: deep copy */
+	char *spool;		   /* enq: the file, "new/..." */
+	relay_enqueue_cb *cb;
+	void *cb_ctx;
+	int enq_r;
+	char qid[17];
+	char *err_enq;
 	bool all;	/* queue_notify_all() instead of one message (x NULL) */
 	bool scan;	/* queue_due() + queue_next_due() (x NULL) */
 	size_t max;	/* scan: recipients to claim at most */
@@ -372,6 +384,58 @@ struct rop {
 	char *err_record, *err_release, *err_notify;
 };
 
+/* relay_enqueue's op: register the spool file; recipients already
+ * delivered then get their "delivered" DSN (best effort here: the rows say
+ * it is due, so queue_notify_all() retries it). */
+static void enq_run(struct queue *q, struct rop *op, int64_t now)
+{
+	uint64_t t0 = time_mono_ms();
+	op->enq_r = queue_enqueue_file(q, &op->env, op->spool, op->qid, &op->err_enq);
+	bool any = false;
+	for (size_t i = 0; op->env.delivered && i < op->env.n_rcpts; i++)
+		any = any || op->env.delivered[i];
+	op->notified = 0;
+	if (op->enq_r == 0 && any)
+		op->notified = queue_notify(q, op->qid, now, op->dsn, &op->err_notify);
+	uint64_t ms = time_mono_ms() - t0;
+	if (ms >= 1000)
+		log_warnx("relay: registering %s took %llu ms", op->enq_r == 0 ? op->qid : "mail",
+			  (unsigned long long)ms);
+}
+
+static void env_copy(struct queue_envelope *d, const struct queue_envelope *s)
+{
+	*d = *s;
+	d->sender = xstrdup(s->sender ? s->sender : "");
+	d->envid = s->envid ? xstrdup(s->envid) : NULL;
+	d->submitter = s->submitter ? xstrdup(s->submitter) : NULL;
+	struct queue_rcpt_spec *v = xcalloc(s->n_rcpts ? s->n_rcpts : 1, sizeof *v);
+	bool *dl = s->delivered ? xcalloc(s->n_rcpts ? s->n_rcpts : 1, sizeof *dl) : NULL;
+	for (size_t i = 0; i < s->n_rcpts; i++) {
+		v[i] = s->rcpts[i];
+		v[i].addr = xstrdup(s->rcpts[i].addr ? s->rcpts[i].addr : "");
+		v[i].orcpt = s->rcpts[i].orcpt ? xstrdup(s->rcpts[i].orcpt) : NULL;
+		if (dl)
+			dl[i] = s->delivered[i];
+	}
+	d->rcpts = v;
+	d->delivered = dl;
+}
+
+static void env_free(struct queue_envelope *e)
+{
+	for (size_t i = 0; i < e->n_rcpts; i++) {
+		free((char *)e->rcpts[i].addr);
+		free((char *)e->rcpts[i].orcpt);
+	}
+	free((struct queue_rcpt_spec *)e->rcpts);
+	free((bool *)e->delivered);
+	free((char *)e->sender);
+	free((char *)e->envid);
+	free((char *)e->submitter);
+	memset(e, 0, sizeof *e);
+}
+
 /* The SQLite side: record, release, notify. Any thread, one handle. */
 static void rop_run(struct queue *q, struct rop *op)
 {
@@ -387,6 +451,10 @@ static void rop_run(struct queue *q, struct rop *op)
 		/* on the same handle and thread as the per-message notifies, so
 		 * two of them never build a DSN for the same recipients */
 		op->notified = queue_notify_all(q, now, &op->err_notify);
+		return;
+	}
+	if (op->enq) {
+		enq_run(q, op, now);
 		return;
 	}
 	uint64_t t0 = time_mono_ms();
@@ -415,6 +483,25 @@ static void rop_complete(struct relay *r, struct rop *op)
 {
 	if (op->scan) {
 		scan_done(r, op);
+		return;
+	}
+	if (op->enq) {
+		if (op->enq_r == 0) {
+			if (op->notified < 0)
+				log_warnx("%s relay: success DSN: %s (retried later)", op->qid,
+					  op->err_notify ? op->err_notify : "?");
+			if (op->dsn[0])
+				log_info("%s relay dsn=%s queued for <%s> action=delivered", op->qid,
+					 op->dsn, op->env.sender);
+			relay_kick(r);
+		}
+		op->cb(op->cb_ctx, op->enq_r, op->enq_r == 0 ? op->qid : NULL,
+		       op->enq_r == 0 ? NULL : op->err_enq ? op->err_enq : "?");
+		env_free(&op->env);
+		free(op->spool);
+		free(op->err_enq);
+		free(op->err_notify);
+		free(op);
 		return;
 	}
 	if (op->all) {
@@ -463,7 +550,10 @@ static void rop_submit(struct relay *r, struct rop *op)
 		/* no worker (or, in relay_free, no longer one): here and now */
 		uint64_t t0 = time_mono_ms();
 		rop_run(r->wq ? r->wq : r->srv->queue, op);
-		slow_check(op->scan ? "queue scan" : op->all ? "notifications" : "recording",
+		slow_check(op->scan  ? "queue scan"
+			   : op->all ? "notifications"
+			   : op->enq ? "enqueue"
+				     : "recording",
 			   op->x ? op->x->m->id : NULL, t0);
 		rop_complete(r, op);
 		return;
@@ -1439,6 +1529,20 @@ static void schedule_scan(struct relay *r, uint64_t ms)
 	ev_timer_del(r->ev, &r->scan_timer);
 	r->scan_timer = ev_timer_add(r->ev, ms, scan_fired, r);
 	r->scan_at = at;
+}
+
+void relay_enqueue(struct relay *r, const struct queue_envelope *env, const char *rel,
+		   relay_enqueue_cb *cb, void *ctx)
+{
+	struct rop *op = xcalloc(1, sizeof *op);
+	op->enq = true;
+	env_copy(&op->env, env);
+	op->spool = xstrdup(rel);
+	op->cb = cb;
+	op->cb_ctx = ctx;
+	/* even when stopping: the client waits for this answer, and the ops
+	 * still queued are drained by relay_free() */
+	rop_submit(r, op);
 }
 
 void relay_kick(struct relay *r)

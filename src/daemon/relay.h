@@ -4,7 +4,10 @@
  * (relay_host, or MX records through io/dns.h), delivers over io/conn.h
  * client connections driven by the smtp_client engine, or into local
  * Maildirs for local domains, and records every outcome (queue_record,
- * queue_notify). Everything runs on the event loop's thread.
+ * queue_notify). Everything runs on the event loop's thread except the
+ * SQLite work, which one queue worker thread does in order with its own
+ * handle (QUEUE_OPEN_WRITER); that includes registering submitted mail
+ * (relay_enqueue), so the loop never waits for the queue's lock or fsync.
  *
  * The pure decisions (result mapping, fallback, limits, reply formatting)
  * are exported for unit tests. */
@@ -29,6 +32,20 @@ struct relay;
 struct relay *relay_new(struct server *srv, char **err_r);
 /* Something was queued: look at the queue soon (from any loop callback). */
 void relay_kick(struct relay *r);
+/* Completion of relay_enqueue(), on the loop thread. result 0: the queue
+ * entry is durable (id is its queue id; the success DSN, if any, was
+ * attempted); -1: nothing was queued and the spool file is gone (err says
+ * why, for the log). */
+typedef void relay_enqueue_cb(void *ctx, int result, const char *id, const char *err);
+/* Registers rel (a spool file made durable by the Maildir group commit, see
+ * queue_enqueue_file) with env on the queue worker, then queue_notify() when
+ * env has recipients already delivered (their "delivered" DSNs), and kicks
+ * the scheduler. env and rel are copied. cb runs later on the loop (inline,
+ * before this returns, only when the server has no queue worker). Ops stay
+ * in submission order with the scheduler's own queue work; relay_idle() is
+ * false while one is in flight, and relay_free() completes them. */
+void relay_enqueue(struct relay *r, const struct queue_envelope *env, const char *rel,
+		   relay_enqueue_cb *cb, void *ctx);
 /* SIGTERM: start nothing new; connections QUIT after their current message;
  * unstarted claimed recipients are released. */
 void relay_stop(struct relay *r);

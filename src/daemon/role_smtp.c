@@ -27,11 +27,16 @@
  * Recipients in local domains are delivered locally exactly as on the MX
  * port; all others (no address literals) are written into the outbound
  * queue's spool by the same group commit and registered with
- * queue_enqueue_file() before the 250, then server_queue_changed(). If that
- * registration fails, the local copies are removed again before the 451. A
- * crash between the commit and the registration leaves the local copies
- * (the spool file is an orphan the next start removes); the client, which
- * never saw a 250, sends again, so local recipients may get it twice.
+ * queue_enqueue_file() before the 250. The registration runs on the relay's
+ * queue worker (relay_enqueue), never on the event loop: a `tern queue` CLI
+ * holding the queue database (up to the 5 s busy timeout) delays only this
+ * client's answer. Local recipients that asked for NOTIFY=SUCCESS are
+ * registered in the same transaction as already delivered, so the queue
+ * only builds their "delivered" DSN. If the registration fails, the local
+ * copies are removed again before the 451. A crash between the commit and
+ * the registration leaves the local copies (the spool file is an orphan
+ * the next start removes); the client, which never saw a 250, sends again,
+ * so local recipients may get it twice.
  * Message-ID and Date are added when missing (RFC 6409 8.2, 8.3); Received
  * says "with ESMTPSA"/"ESMTPA" (RFC 3848) and names the user. */
 #include "daemon/role_smtp.h"
@@ -50,6 +55,7 @@
 #include "daemon/session.h"
 #include "auth/sasl.h"
 #include "daemon/login.h"
+#include "daemon/relay.h"
 #include "io/conn.h"
 #include "io/evloop.h"
 #include "io/tls.h"
@@ -104,8 +110,10 @@ struct smtp_sess {
 	bool saw_8bit;		 /* content has octets >= 0x80 (queue: eightbit) */
 	char msgid[17];
 	char qid[17];
-	bool commit_pending;
+	bool commit_pending;	 /* group commit, then the enqueue, in flight */
 	bool conn_gone;
+	char **local_files;	 /* while enqueueing: delivery_target_file() per root */
+	uint64_t data_size;	 /* delivery_size() of the committed message */
 	bool tls;
 	unsigned accepted, refused;
 };
@@ -857,88 +865,14 @@ static bool wants_success_dsn(const struct smtp_sess *s, const struct rcpt *r)
 	return !r->remote && (r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0];
 }
 
-/* RFC 3461 5.2.2 for final local deliveries: the message is in the queue
- * with those recipients (see enqueue_spool); record them delivered, and
- * queue_notify() builds the "delivered" DSN to the sender (and drops the
- * message if nothing else is left in it). Best effort: the mail itself is
- * delivered whatever happens here. */
-static void local_success_dsn(struct smtp_sess *s, uint32_t first, size_t n)
-{
-	struct queue *q = s->base.srv->queue;
-	struct queue_result *res = xcalloc(n, sizeof *res);
-	for (size_t i = 0; i < n; i++)
-		res[i] = (struct queue_result){
-			.rcpt = first + (uint32_t)i,
-			.outcome = QUEUE_OUT_DELIVERED,
-			.err = { 250, "2.0.0", "250 2.0.0 Ok: delivered to mailbox", NULL },
-		};
-	char *err = NULL;
-	char dsn[17] = "";
-	int64_t now = time_unix();
-	if (queue_record(q, s->qid, res, n, now, &err) < 0 ||
-	    queue_notify(q, s->qid, now, dsn, &err) < 0) {
-		log_warnx("%s smtp success DSN for %s failed: %s", s->base.id, s->qid,
-			  err ? err : "?");
-		free(err);
-	} else if (dsn[0]) {
-		log_info("%s smtp dsn queued=%s action=delivered for=%s", s->base.id, dsn, s->qid);
-	}
-	free(res);
-}
-
-/* The spool copy is durable: register it with its envelope (remote
- * recipients first, then local ones that asked for a success DSN). 0 or -1. */
-static int enqueue_spool(struct smtp_sess *s, struct delivery *d)
-{
-	const char *rel = delivery_target_file(d, s->queue_target);
-	struct queue_rcpt_spec *v = xcalloc(s->nremote + s->nsuccess, sizeof *v);
-	size_t n = 0;
-	for (size_t i = 0; i < s->nrcpts; i++)
-		if (s->rcpts[i].remote)
-			v[n++] = (struct queue_rcpt_spec){ s->rcpts[i].addr, s->rcpts[i].orcpt,
-							   s->rcpts[i].notify };
-	size_t nlocal = 0;
-	for (size_t i = 0; i < s->nrcpts; i++)
-		if (wants_success_dsn(s, &s->rcpts[i])) {
-			v[n++] = (struct queue_rcpt_spec){ s->rcpts[i].addr, s->rcpts[i].orcpt,
-							   s->rcpts[i].notify };
-			nlocal++;
-		}
-	struct queue_envelope env = {
-		.sender = s->from ? s->from : "",
-		.envid = s->envid,
-		.ret = (enum queue_ret)s->mail.ret,
-		/* 8-bit content without BODY=8BITMIME still needs an 8BITMIME peer */
-		.eightbit = s->mail.body == SMTP_BODY_8BITMIME || s->saw_8bit,
-		.smtputf8 = s->mail.smtputf8,
-		.submitter = s->user,
-		.arrival = time_unix(),
-		.rcpts = v,
-		.n_rcpts = n,
-	};
-	char *err = NULL;
-	int r = rel ? queue_enqueue_file(s->base.srv->queue, &env, rel, s->qid, &err) : -1;
-	free(v);
-	if (r < 0) {
-		log_warnx("%s smtp enqueue failed: %s", s->base.id, err ? err : "no spool file");
-		free(err);
-		s->qid[0] = '\0';
-		return -1;
-	}
-	if (nlocal)
-		local_success_dsn(s, (uint32_t)(n - nlocal), nlocal);
-	server_queue_changed(s->base.srv);
-	return 0;
-}
-
 /* The queue half failed after the local copies were committed: take them
  * back, since the client is told 451 and will send the whole message again
  * (a reader may have seen a copy in the moment between; a crash between
  * commit and enqueue still leaves them, and the retry duplicates them). */
-static void unpublish_local(struct smtp_sess *s, struct delivery *d)
+static void unpublish_local(struct smtp_sess *s)
 {
 	for (size_t i = 0; i < s->nroots; i++) {
-		const char *rel = delivery_target_file(d, i);
+		const char *rel = s->local_files ? s->local_files[i] : NULL;
 		if (!rel)
 			continue;
 		char *path = xasprintf("%s/%s", s->roots[i], rel);
@@ -952,20 +886,27 @@ static void unpublish_local(struct smtp_sess *s, struct delivery *d)
 	}
 }
 
-static void commit_done(struct delivery *d, int result, const char *err, void *ctx)
+static void free_local_files(struct smtp_sess *s)
 {
-	struct smtp_sess *s = ctx;
-	uint64_t size = delivery_size(d);
+	for (size_t i = 0; s->local_files && i < s->nroots; i++)
+		free(s->local_files[i]);
+	free(s->local_files);
+	s->local_files = NULL;
+}
+
+/* The end of DATA: the message is durable (result 0) or not; the 250 or
+ * 451 goes out. */
+static void data_finish(struct smtp_sess *s, int result, const char *err)
+{
 	s->commit_pending = false;
-	if (result == 0 && (s->nremote || s->nsuccess) && enqueue_spool(s, d) < 0) {
+	if (result != 0 && s->local_files) {
 		/* the client will retry the whole message: no local half */
-		unpublish_local(s, d);
-		result = -1;
-		err = "enqueue failed";
+		unpublish_local(s);
 	}
+	free_local_files(s);
 	if (result == 0) {
 		s->accepted++;
-		log_accepted(s, size);
+		log_accepted(s, s->data_size);
 		/* IMAP sessions with these INBOXes selected: EXISTS soon */
 		for (size_t i = 0; i < s->nrcpts; i++)
 			for (size_t j = 0; j < s->rcpts[i].nusers; j++)
@@ -985,6 +926,92 @@ static void commit_done(struct delivery *d, int result, const char *err, void *c
 				   "Error: internal error, try again later (session %s)",
 				   s->base.id);
 	conn_kick(s->base.conn);
+}
+
+/* relay_enqueue()'s answer, on the loop: the 250 only now that the queue
+ * entry is durable (issue 6). A failure (the busy timeout expired while a
+ * `tern queue` CLI held the database, a full disk...) is a 451: the local
+ * copies are taken back and the client sends again. */
+static void enqueue_done(void *ctx, int result, const char *id, const char *err)
+{
+	struct smtp_sess *s = ctx;
+	if (result == 0) {
+		snprintf(s->qid, sizeof s->qid, "%s", id);
+	} else {
+		log_warnx("%s smtp enqueue failed: %s", s->base.id, err ? err : "?");
+		s->qid[0] = '\0';
+	}
+	data_finish(s, result, result == 0 ? NULL : "enqueue failed");
+}
+
+/* The spool copy is durable: register it with its envelope (remote
+ * recipients first, then local ones that asked for a success DSN, entered
+ * as already delivered so that the queue only reports them, RFC 3461
+ * 5.2.2) on the relay's queue worker: the event loop never waits for the
+ * queue database. enqueue_done() finishes. */
+static void enqueue_spool(struct smtp_sess *s, struct delivery *d)
+{
+	const char *rel = delivery_target_file(d, s->queue_target);
+	if (!rel) {
+		enqueue_done(s, -1, NULL, "no spool file");
+		return;
+	}
+	size_t cap = s->nremote + s->nsuccess;
+	struct queue_rcpt_spec *v = xcalloc(cap ? cap : 1, sizeof *v);
+	bool *delivered = xcalloc(cap ? cap : 1, sizeof *delivered);
+	size_t n = 0;
+	for (size_t i = 0; i < s->nrcpts && n < cap; i++)
+		if (s->rcpts[i].remote)
+			v[n++] = (struct queue_rcpt_spec){ s->rcpts[i].addr, s->rcpts[i].orcpt,
+							   s->rcpts[i].notify };
+	for (size_t i = 0; i < s->nrcpts && n < cap; i++)
+		if (wants_success_dsn(s, &s->rcpts[i])) {
+			delivered[n] = true;
+			v[n++] = (struct queue_rcpt_spec){ s->rcpts[i].addr, s->rcpts[i].orcpt,
+							   s->rcpts[i].notify };
+		}
+	struct queue_envelope env = {
+		.sender = s->from ? s->from : "",
+		.envid = s->envid,
+		.ret = (enum queue_ret)s->mail.ret,
+		/* 8-bit content without BODY=8BITMIME still needs an 8BITMIME peer */
+		.eightbit = s->mail.body == SMTP_BODY_8BITMIME || s->saw_8bit,
+		.smtputf8 = s->mail.smtputf8,
+		.submitter = s->user,
+		.arrival = time_unix(),
+		.rcpts = v,
+		.n_rcpts = n,
+		.delivered = delivered,
+	};
+	struct server *srv = s->base.srv;
+	if (srv->relay) {
+		relay_enqueue(srv->relay, &env, rel, enqueue_done, s);
+	} else {
+		/* no scheduler (not started): on the loop, as a last resort */
+		char id[17], *err = NULL;
+		int r = queue_enqueue_file(srv->queue, &env, rel, id, &err);
+		enqueue_done(s, r, id, err);
+		free(err);
+	}
+	free(delivered);
+	free(v);
+}
+
+static void commit_done(struct delivery *d, int result, const char *err, void *ctx)
+{
+	struct smtp_sess *s = ctx;
+	s->data_size = delivery_size(d);
+	if (result != 0 || !(s->nremote || s->nsuccess)) {
+		data_finish(s, result, err);
+		return;
+	}
+	/* keep the local copies' names: a failed enqueue takes them back */
+	s->local_files = xcalloc(s->nroots ? s->nroots : 1, sizeof *s->local_files);
+	for (size_t i = 0; i < s->nroots; i++) {
+		const char *rel = delivery_target_file(d, i);
+		s->local_files[i] = rel ? xstrdup(rel) : NULL;
+	}
+	enqueue_spool(s, d);
 }
 
 static enum app_verdict op_data_end(void *ctx, struct smtp_server *eng)

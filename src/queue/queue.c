@@ -68,6 +68,10 @@
 #define REMOTE_MAX   255
 #define REL_MAX	     1024
 
+/* The reply kept for a recipient enqueued as already delivered locally
+ * (queue_envelope.delivered): what its "delivered" DSN quotes. */
+#define LOCAL_DELIVERED_REPLY "250 2.0.0 Ok: delivered to mailbox"
+
 static const char schema_v1[] =
     "CREATE TABLE messages (\n"
     "	id TEXT PRIMARY KEY,\n"
@@ -586,13 +590,20 @@ static int insert_rows(struct queue *q, const struct queue_envelope *env, const 
 	sqlite3_bind_int64(st, 7, (sqlite3_int64)wire_size);
 	sqlite3_bind_int(st, 8, env->eightbit);
 	sqlite3_bind_int(st, 9, env->smtputf8);
-	sqlite3_bind_int64(st, 10, env->arrival != 0 ? env->arrival : time_unix());
+	int64_t arrival = env->arrival != 0 ? env->arrival : time_unix();
+	sqlite3_bind_int64(st, 10, arrival);
 	bind_str(st, 11, env->submitter, PATH_MAX_LEN);
 	if (step_done(q, st, err_r) < 0)
 		return -1;
+	/* A recipient already delivered locally goes in final, as if
+	 * queue_record() had stored QUEUE_OUT_DELIVERED at arrival; its
+	 * "delivered" DSN (NOTIFY=SUCCESS) is then queue_notify()'s work, and a
+	 * crash before that leaves it to queue_notify_all(). Never QUEUED, so
+	 * never handed out by queue_due(). */
 	st = prep(q,
-		  "INSERT INTO rcpts (msg, idx, addr, domain, orcpt, notify, state) "
-		  "VALUES (?,?,?,?,?,?,'queued')",
+		  "INSERT INTO rcpts (msg, idx, addr, domain, orcpt, notify, state, attempts, "
+		  "last_attempt, err_code, err_enhanced, err_text, success) "
+		  "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
 		  err_r);
 	if (st == NULL)
 		return -1;
@@ -606,6 +617,20 @@ static int insert_rows(struct queue *q, const struct queue_envelope *env, const 
 		sqlite3_bind_text(st, 4, dom, -1, SQLITE_TRANSIENT);
 		bind_str(st, 5, r->orcpt, ORCPT_MAX);
 		sqlite3_bind_int(st, 6, (int)r->notify);
+		bool done = env->delivered != NULL && env->delivered[i];
+		sqlite3_bind_text(st, 7, state_names[done ? QUEUE_RCPT_DELIVERED : QUEUE_RCPT_QUEUED],
+				  -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 8, done ? 1 : 0);
+		sqlite3_bind_int64(st, 9, done ? arrival : 0);
+		sqlite3_bind_int(st, 10, done ? 250 : 0);
+		if (done) {
+			sqlite3_bind_text(st, 11, "2.0.0", -1, SQLITE_STATIC);
+			sqlite3_bind_text(st, 12, LOCAL_DELIVERED_REPLY, -1, SQLITE_STATIC);
+		} else {
+			sqlite3_bind_null(st, 11);
+			sqlite3_bind_null(st, 12);
+		}
+		sqlite3_bind_int(st, 13, (int)QUEUE_OUT_DELIVERED);
 		free(dom);
 		if (sqlite3_step(st) != SQLITE_DONE) {
 			db_fail(q, err_r, "insert rcpt");

@@ -26,11 +26,14 @@
  *
  * Concurrency: each handle is one SQLite connection, for one thread at a
  * time. Any number of handles (the server, `tern queue` CLIs) may be open:
- * writes are IMMEDIATE transactions under the busy timeout. Only the handle
- * opened with QUEUE_OPEN_SERVER recovers and may create files (enqueue,
- * and queue_notify() when it queues a DSN): recovery deletes files without
- * rows, so an enqueue must never be in flight in another process while a
- * server opens. A second server open fails while one holds the lock.
+ * writes are IMMEDIATE transactions under the busy timeout (5 s). Only the
+ * handle opened with QUEUE_OPEN_SERVER recovers; it and QUEUE_OPEN_WRITER
+ * handles of the same process may create files (enqueue, and queue_notify()
+ * when it queues a DSN): recovery deletes files without rows, so an enqueue
+ * must never be in flight in another process while a server opens (inside
+ * the server, a WRITER handle opens after the server handle's recovery and
+ * the server lock keeps a second server out). A second server open fails
+ * while one holds the lock.
  * Listing, flush, delete, due/record/release work from any handle.
  *
  * Times are unix seconds passed in by the caller (tests use a fake clock). */
@@ -120,6 +123,13 @@ struct queue_envelope {
 	int64_t arrival;       /* unix time the message was accepted */
 	const struct queue_rcpt_spec *rcpts;
 	size_t n_rcpts;
+	/* NULL, or one flag per recipient: already delivered locally (the
+	 * submission port keeps such a recipient only for its NOTIFY=SUCCESS
+	 * DSN). It is stored final ("delivered", reply "250 2.0.0"), in the same
+	 * transaction as the rest, so it is never handed out by queue_due();
+	 * queue_notify() builds its "delivered" DSN, or queue_notify_all() after
+	 * a crash in between. */
+	const bool *delivered;
 };
 
 /* A recipient as stored. */
@@ -197,8 +207,11 @@ void queue_writer_abort(struct queue_writer **w);
 int queue_enqueue(struct queue *q, const struct queue_envelope *env, const void *data, size_t len,
 		  char id_r[17], char **err_r) ATTR_WARN_UNUSED;
 /* Registers a file already made durable in the spool by the Maildir group
- * commit (rel is delivery_target_file(), "new/<name>,S=..,W=.."). Server
- * handle only. 0 and id_r, or -1 + *err_r (the file is then removed). */
+ * commit (rel is delivery_target_file(), "new/<name>,S=..,W=.."). A handle
+ * that may create files only (QUEUE_OPEN_SERVER or QUEUE_OPEN_WRITER): the
+ * server registers submissions on its queue worker's WRITER handle, off
+ * the event loop. Blocks for up to the busy timeout (5 s) while another
+ * handle writes. 0 and id_r, or -1 + *err_r (the file is then removed). */
 int queue_enqueue_file(struct queue *q, const struct queue_envelope *env, const char *rel,
 		       char id_r[17], char **err_r) ATTR_WARN_UNUSED;
 

@@ -10,6 +10,8 @@ import base64
 import json
 import os
 import re
+import select
+import signal
 import shutil
 import smtplib
 import sqlite3
@@ -548,7 +550,7 @@ def test_notify_success_for_local_delivery(sub, port):
     assert dsn.count(b"Action: delivered") == 2, dsn.decode(errors="replace")
     assert b"Original-Envelope-Id: env1" in dsn
     assert re.search(rb"Original-Recipient: rfc822; ?bob@example\.org", dsn), dsn
-    sub.wait_log(r"smtp dsn queued=[0-9a-f]{16} action=delivered")
+    sub.wait_log(r"relay dsn=[0-9a-f]{16} queued for <[^>]*> action=delivered")
     # no NOTIFY, or a null sender: nothing queued
     s = smtplib.SMTP("127.0.0.1", sub.smtp_port, timeout=10)
     s.sendmail("", [BOB], "Subject: x\r\n\r\nx\r\n", rcpt_options=["NOTIFY=SUCCESS"])
@@ -593,3 +595,159 @@ def test_eightbit_content_marked_in_queue(sub):
     rows = sorted(queue_rows(sub), key=lambda x: x[1][0]["addr"])
     assert [(r[1][0]["addr"], r[0]["eightbit"]) for r in rows] == [
         (REMOTE, 1), ("dave@remote.test", 0), ("erin@remote.test", 1)]
+
+
+# ---- the queue database locked by another process ------------------------------
+#
+# The submission's queue registration runs on the relay's queue worker, not on
+# the event loop: while a `tern queue` CLI (here: Python's sqlite3) holds the
+# write lock, every other session is answered at once; the submitting client
+# gets its 250 only once the queue entry is durable, or a 451 (4.3.0) when the
+# 5 s busy timeout expires first (its local copies are then taken back).
+
+
+@pytest.fixture
+def busy(make_tern):
+    t = make_tern(extra=EXTRA, submission=True, pop3=True, imap=True)
+    time.sleep(0.5)  # the scheduler's start-up scan and notifications are done
+    return t
+
+
+def lock_queue_db(t):
+    path = os.path.join(t.data, "queue", "queue.db")
+    db = sqlite3.connect(path, timeout=10, isolation_level=None)
+    db.execute("BEGIN IMMEDIATE")  # the write lock, as a CLI's transaction has it
+    return db
+
+
+def timed(f):
+    t0 = time.monotonic()
+    f()
+    return time.monotonic() - t0
+
+
+def others_answer_quickly(t):
+    """A new SMTP session (greeting, EHLO, NOOP), a POP3 and an IMAP session,
+    each step answered in well under a second."""
+    c = Lines(t.connect(t.smtp_port))
+    assert timed(lambda: c.reply(timeout=1)) < 1
+    assert timed(lambda: c.cmd("EHLO other.test", timeout=1)) < 1
+    out = []
+    assert timed(lambda: out.append(c.cmd("NOOP", timeout=1))) < 1
+    assert out[0][0] == 250
+    c.cmd("QUIT", timeout=1)
+    p = Lines(t.connect(t.pop3_port))
+    assert timed(lambda: out.append(p.line(timeout=1))) < 1
+    assert out[-1].startswith("+OK"), out
+    p.send("CAPA\r\n")
+    assert timed(lambda: out.append(p.line(timeout=1))) < 1
+    assert out[-1].startswith("+OK"), out
+    p.sock.close()
+    i = Lines(t.connect(t.imap_port))
+    assert timed(lambda: out.append(i.line(timeout=1))) < 1
+    assert out[-1].startswith("* OK"), out
+    i.send("a1 NOOP\r\n")
+    assert timed(lambda: out.append(i.line(timeout=1))) < 1
+    assert out[-1].startswith("a1 OK"), out
+    i.sock.close()
+
+
+def start_submission(t, body_tag):
+    c = Lines(t.connect(t.submission_port))
+    c.reply()
+    c.cmd("EHLO client.test")
+    login(c)
+    assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    assert c.cmd("RCPT TO:<%s>" % REMOTE)[0] == 250
+    assert c.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    return c, msg(subject=body_tag) + ".\r\n"
+
+
+def no_answer_yet(c):
+    return not c.buf and not select.select([c.sock], [], [], 0)[0]
+
+
+def test_queue_lock_does_not_stall_the_loop(busy):
+    c, data = start_submission(busy, "locked")
+    db = lock_queue_db(busy)
+    t0 = time.monotonic()
+    try:
+        c.send(data)
+        time.sleep(0.3)  # committed; the registration now waits for the lock
+        others_answer_quickly(busy)
+        assert no_answer_yet(c)  # no 250 before the queue entry is durable
+        time.sleep(max(0, 3 - (time.monotonic() - t0)))
+        assert no_answer_yet(c)
+        others_answer_quickly(busy)
+    finally:
+        db.rollback()
+        db.close()
+    code, l = c.reply(timeout=10)
+    assert code == 250, l
+    assert time.monotonic() - t0 >= 2.9
+    (qm, qr), = queue_rows(busy)
+    assert [r["addr"] for r in qr] == [REMOTE] and qm["sender"] == ALICE
+    assert b"Subject: locked" in queue_file(busy, qm)
+    assert len(busy.messages(BOB)) == 1
+    assert c.cmd("QUIT")[0] == 221
+
+
+def test_queue_lock_past_busy_timeout_is_451(busy):
+    c, data = start_submission(busy, "too long")
+    db = lock_queue_db(busy)
+    t0 = time.monotonic()
+    try:
+        c.send(data)
+        time.sleep(0.3)
+        others_answer_quickly(busy)
+        # held until the answer comes: the busy timeout (5 s) expires first
+        code, l = c.reply(timeout=20)
+        waited = time.monotonic() - t0
+        others_answer_quickly(busy)
+    finally:
+        db.rollback()
+        db.close()
+    assert code == 451 and l[0].startswith("451 4.3.0"), l
+    assert waited >= 4.5, waited
+    busy.wait_log(r"smtp enqueue failed")
+    # nothing half-done: no queue entry, no spool file, no local copy
+    assert queue_rows(busy) == []
+    assert os.listdir(os.path.join(busy.data, "queue", "new")) == []
+    assert busy.messages(BOB) == []
+    # the client's retry, with the lock gone, is accepted
+    assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    assert c.cmd("RCPT TO:<%s>" % REMOTE)[0] == 250
+    assert c.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    code, l = c.cmd(data[:-3].rstrip("\r\n") + "\r\n.", timeout=10)
+    assert code == 250, l
+    assert len(queue_rows(busy)) == 1 and len(busy.messages(BOB)) == 1
+    assert c.cmd("QUIT")[0] == 221
+
+
+def test_sigterm_while_registration_waits(busy):
+    """SIGTERM while the queue registration waits for the lock: the server
+    waits for it (the client gets its 250), then stops cleanly, and the
+    message is in the queue after a restart."""
+    c, data = start_submission(busy, "stopping")
+    db = lock_queue_db(busy)
+    try:
+        c.send(data)
+        time.sleep(0.5)
+        busy.signal(signal.SIGTERM)
+        time.sleep(1.0)
+        assert busy.proc.poll() is None  # still waiting for the registration
+        assert no_answer_yet(c)
+    finally:
+        db.rollback()
+        db.close()
+    code, l = c.reply(timeout=10)
+    assert code == 250, l
+    busy.proc.wait(30)
+    assert busy.stop() == 0
+    (qm, qr), = queue_rows(busy)
+    assert [r["addr"] for r in qr] == [REMOTE]
+    assert len(busy.messages(BOB)) == 1
+    busy.start()
+    assert len(queue_rows(busy)) == 1

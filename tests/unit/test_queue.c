@@ -3,8 +3,10 @@
  * enqueue/list, envelope limits, due() grouping and claims, results with
  * backoff and lifetime expiry, notifications (which recipients get a DSN,
  * removal), flush, delete, the server lock, recovery after a simulated
- * crash at every step, the Maildir group-commit path, and two handles
- * working concurrently. */
+ * crash at every step, the Maildir group-commit path (also through a
+ * QUEUE_OPEN_WRITER handle), recipients enqueued as already delivered
+ * locally (their success DSN, crashes around it), and two handles working
+ * concurrently. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -762,6 +764,24 @@ static void file_done(struct delivery *d, int result, const char *err, void *ctx
 	free(e);
 }
 
+static void file_done_dl(struct delivery *d, int result, const char *err, void *ctx)
+{
+	struct file_ctx *c = ctx;
+	assert_int_equal(result, 0);
+	(void)err;
+	struct queue_rcpt_spec r[] = {{"u@x.example", NULL, 0},
+				      {"b@example.org", NULL, QUEUE_NOTIFY_SUCCESS}};
+	const bool dl[] = {false, true};
+	struct queue_envelope env = {.sender = "s@example.org",
+				     .arrival = T0,
+				     .rcpts = r,
+				     .n_rcpts = 2,
+				     .delivered = dl};
+	char *e = NULL;
+	c->rc = queue_enqueue_file(c->q, &env, delivery_target_file(d, 0), c->id, &e);
+	free(e);
+}
+
 static void test_enqueue_file(void **state)
 {
 	struct fx *f = *state;
@@ -804,6 +824,231 @@ static void test_enqueue_file(void **state)
 	queue_close(&f->q);
 	f->q = open_q(f->dir, QUEUE_OPEN_SERVER);
 	assert_int_equal(count_files(f->dir, "new"), 1);
+}
+
+/* ---- recipients already delivered locally (queue_envelope.delivered) ---- */
+
+static void enqueue_dl(struct queue *q, const char *sender, const struct queue_rcpt_spec *r,
+		       const bool *dl, size_t n, char id[17])
+{
+	struct queue_envelope env = {
+	    .sender = sender, .arrival = T0, .rcpts = r, .n_rcpts = n, .delivered = dl};
+	char *err = NULL;
+	int rc = queue_enqueue(q, &env, msg_text, strlen(msg_text), id, &err);
+	if (rc != 0)
+		fprintf(stderr, "enqueue: %s\n", err);
+	free(err);
+	assert_int_equal(rc, 0);
+}
+
+/* The DSNs in the queue (null sender, other than the message orig), each
+ * one's text appended to out. */
+static size_t dsns(struct queue *q, const char *orig, struct buf *out)
+{
+	struct queue_msg **v;
+	size_t n, k = 0;
+	char *err = NULL;
+	assert_int_equal(queue_list(q, T0, &v, &n, &err), 0);
+	for (size_t i = 0; i < n; i++) {
+		if (v[i]->sender[0] != '\0' || (orig != NULL && !strcmp(v[i]->id, orig)))
+			continue;
+		k++;
+		bool trunc;
+		if (out != NULL)
+			assert_int_equal(queue_read(q, v[i], 1 << 20, out, &trunc, &err), 0);
+	}
+	queue_msgs_free(v, n);
+	return k;
+}
+
+static size_t count_str(const struct buf *b, const char *needle)
+{
+	size_t n = 0, l = strlen(needle);
+	const char *p = (const char *)b->data, *e = p + b->len;
+	while (p < e && (p = memmem(p, (size_t)(e - p), needle, l)) != NULL) {
+		n++;
+		p += l;
+	}
+	return n;
+}
+
+/* A local recipient with NOTIFY=SUCCESS goes in final in the same
+ * transaction: never handed out for delivery, its "delivered" DSN built by
+ * queue_notify(); without SUCCESS, or for a null sender, no DSN. Table:
+ * sender, notify of the local recipient, with a remote recipient or not. */
+static void test_enqueue_delivered(void **state)
+{
+	struct fx *f = *state;
+	static const struct {
+		const char *sender;
+		unsigned notify;
+		bool with_remote;
+		bool dsn;
+	} cases[] = {
+	    {"s@example.org", QUEUE_NOTIFY_SUCCESS, true, true},
+	    {"s@example.org", QUEUE_NOTIFY_SUCCESS | QUEUE_NOTIFY_FAILURE, false, true},
+	    {"s@example.org", QUEUE_NOTIFY_FAILURE, true, false},
+	    {"s@example.org", QUEUE_NOTIFY_NEVER, false, false},
+	    {"", QUEUE_NOTIFY_SUCCESS, true, false},
+	};
+	for (size_t c = 0; c < N_ELEMENTS(cases); c++) {
+		struct queue_rcpt_spec r[] = {
+		    {"u@x.example", NULL, QUEUE_NOTIFY_FAILURE},
+		    {"b@example.org", "rfc822;b@example.org", cases[c].notify},
+		};
+		const bool dl[] = {false, true};
+		size_t off = cases[c].with_remote ? 0 : 1;
+		char id[17], dsn[17], *err = NULL;
+		enqueue_dl(f->q, cases[c].sender, r + off, dl + off, 2 - off, id);
+		struct queue_msg *m = get(f->q, id, T0);
+		const struct queue_rcpt *lr = &m->rcpts[1 - off];
+		assert_int_equal(lr->state, QUEUE_RCPT_DELIVERED);
+		assert_int_equal(lr->success, QUEUE_OUT_DELIVERED);
+		assert_int_equal(lr->attempts, 1);
+		assert_int_equal(lr->last_attempt, T0);
+		assert_int_equal(lr->err_code, 250);
+		assert_string_equal(lr->err_enhanced, "2.0.0");
+		assert_false(lr->reported);
+		assert_int_equal(lr->action,
+				 cases[c].dsn ? QUEUE_ACTION_DELIVERED : QUEUE_ACTION_NONE);
+		if (cases[c].with_remote) {
+			assert_int_equal(m->rcpts[0].state, QUEUE_RCPT_QUEUED);
+			assert_int_equal(m->rcpts[0].attempts, 0);
+			assert_int_equal(m->rcpts[0].err_code, 0);
+			assert_null(m->rcpts[0].err_text);
+		}
+		queue_msg_free(&m);
+		/* only the remote one is ever handed out */
+		assert_int_equal(due_count(f->q, T0), cases[c].with_remote ? 1 : 0);
+		int rc = queue_notify(f->q, id, T0, dsn, &err);
+		assert_int_equal(rc, cases[c].with_remote ? 0 : 1);
+		assert_int_equal(queue_id_valid(dsn), cases[c].dsn);
+		struct buf b = BUF_INIT(0);
+		assert_int_equal(dsns(f->q, id, &b), cases[c].dsn ? 1 : 0);
+		if (cases[c].dsn) {
+			assert_int_equal(count_str(&b, "Action: delivered\n"), 1);
+			assert_int_equal(count_str(&b, "Final-Recipient: rfc822; b@example.org\n"),
+					 1);
+			assert_int_equal(count_str(&b, "Status: 2.0.0\n"), 1);
+			assert_int_equal(count_str(&b, "u@x.example"), 0);
+		}
+		buf_deinit(&b);
+		/* said once */
+		assert_int_equal(queue_notify(f->q, id, T0 + 1, dsn, &err), 0);
+		assert_string_equal(dsn, "");
+		if (cases[c].with_remote) {
+			/* the remote recipient's own outcome finishes the message */
+			record1(f->q, id, 0, QUEUE_OUT_PASSED, 250, NULL, "250 ok", T0 + 2);
+			assert_int_equal(queue_notify(f->q, id, T0 + 2, dsn, &err), 1);
+			assert_string_equal(dsn, "");
+		}
+		assert_null(get(f->q, id, T0 + 2));
+		/* start the next case with an empty queue */
+		struct queue_msg **v;
+		size_t n;
+		assert_int_equal(queue_list(f->q, T0, &v, &n, &err), 0);
+		for (size_t i = 0; i < n; i++)
+			assert_int_equal(queue_delete(f->q, v[i]->id, &err), 1);
+		queue_msgs_free(v, n);
+		assert_int_equal(count_files(f->dir, "new"), 0);
+	}
+}
+
+/* Crashes around an enqueue with a locally delivered recipient: either
+ * nothing is queued (the client got no 250 and sends again), or the local
+ * recipient is final and gets exactly one DSN after the restart, and is
+ * never handed out for an SMTP delivery. */
+static void test_crash_enqueue_delivered(void **state)
+{
+	struct fx *f = *state;
+	struct queue_rcpt_spec r[] = {
+	    {"u@x.example", NULL, 0},
+	    {"b@example.org", NULL, QUEUE_NOTIFY_SUCCESS},
+	};
+	const bool dl[] = {false, true};
+	struct queue_envelope env = {
+	    .sender = "s@example.org", .arrival = T0, .rcpts = r, .n_rcpts = 2, .delivered = dl};
+	static const enum queue_crash enq[] = {QUEUE_CRASH_ENQ_TMP, QUEUE_CRASH_ENQ_RENAMED,
+					       QUEUE_CRASH_ENQ_FILE, QUEUE_CRASH_ENQ_TXN};
+	char id[17], dsn[17], *err = NULL;
+	for (size_t i = 0; i < N_ELEMENTS(enq); i++) {
+		queue_test_crash_at(enq[i]);
+		assert_int_equal(queue_enqueue(f->q, &env, msg_text, strlen(msg_text), id, &err),
+				 -1);
+		free(err);
+		err = NULL;
+		queue_close(&f->q);
+		f->q = open_q(f->dir, QUEUE_OPEN_SERVER);
+		assert_int_equal(list_count(f->q), 0);
+		assert_int_equal(queue_notify_all(f->q, T0, &err), 0);
+		assert_int_equal(count_files(f->dir, "new"), 0);
+	}
+	/* committed, then the process died before queue_notify() */
+	enqueue_dl(f->q, "s@example.org", r, dl, 2, id);
+	queue_close(&f->q);
+	f->q = open_q(f->dir, QUEUE_OPEN_SERVER);
+	/* the DSN file durable, its transaction not committed */
+	queue_test_crash_at(QUEUE_CRASH_NOTIFY_FILE);
+	assert_int_equal(queue_notify_all(f->q, T0, &err), -1);
+	free(err);
+	err = NULL;
+	queue_close(&f->q);
+	f->q = open_q(f->dir, QUEUE_OPEN_SERVER);
+	assert_int_equal(dsns(f->q, id, NULL), 0); /* the orphan went */
+	assert_int_equal(due_count(f->q, T0), 1); /* u only */
+	queue_close(&f->q);
+	f->q = open_q(f->dir, QUEUE_OPEN_SERVER); /* claims cleared */
+	assert_int_equal(queue_notify_all(f->q, T0, &err), 1);
+	assert_int_equal(queue_notify_all(f->q, T0, &err), 0);
+	struct buf b = BUF_INIT(0);
+	assert_int_equal(dsns(f->q, id, &b), 1);
+	assert_int_equal(count_str(&b, "Action: delivered\n"), 1);
+	buf_deinit(&b);
+	/* u delivered: its last notify removes the message; a crash after the
+	 * commit leaves only the file, which recovery removes */
+	struct queue_due d;
+	assert_int_equal(queue_due(f->q, T0, 1000, &d, &err), 0);
+	queue_due_free(&d);
+	record1(f->q, id, 0, QUEUE_OUT_PASSED, 250, NULL, "250 ok", T0 + 1);
+	queue_test_crash_at(QUEUE_CRASH_NOTIFY_TXN);
+	assert_int_equal(queue_notify(f->q, id, T0 + 1, dsn, &err), -1);
+	free(err);
+	err = NULL;
+	queue_close(&f->q);
+	f->q = open_q(f->dir, QUEUE_OPEN_SERVER);
+	assert_null(get(f->q, id, T0 + 1));
+	assert_int_equal(list_count(f->q), 1); /* the one DSN */
+	assert_int_equal(count_files(f->dir, "new"), 1);
+}
+
+/* The server's queue worker registers group-committed files through its
+ * own QUEUE_OPEN_WRITER handle, delivered flags included. */
+static void test_enqueue_file_writer_handle(void **state)
+{
+	struct fx *f = *state;
+	struct queue *w = open_q(f->dir, QUEUE_OPEN_WRITER);
+	struct delivery *d = delivery_new("mx.example.org");
+	char *err = NULL;
+	assert_int_equal(delivery_add_target(d, queue_spool_root(w), NULL, &err), 0);
+	assert_int_equal(delivery_write(d, msg_text, strlen(msg_text)), 0);
+	struct file_ctx c = {w, -2, ""};
+	struct committer *cm = committer_new(NULL, NULL);
+	committer_submit(cm, d, file_done_dl, &c);
+	committer_free(&cm);
+	assert_int_equal(c.rc, 0);
+	char dsn[17];
+	assert_int_equal(queue_notify(w, c.id, T0, dsn, &err), 0);
+	assert_true(queue_id_valid(dsn));
+	queue_close(&w);
+	/* seen by the server handle: u due, b final and reported */
+	struct queue_msg *m = get(f->q, c.id, T0);
+	assert_non_null(m);
+	assert_int_equal(m->n_rcpts, 2);
+	assert_int_equal(m->rcpts[0].state, QUEUE_RCPT_QUEUED);
+	assert_int_equal(m->rcpts[1].state, QUEUE_RCPT_DELIVERED);
+	assert_true(m->rcpts[1].reported);
+	queue_msg_free(&m);
+	assert_int_equal(due_count(f->q, T0), 2); /* u and the DSN to s@ */
 }
 
 /* Two handles on two threads: the server delivering, the CLI listing,
@@ -947,6 +1192,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_crash_notify, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_lost_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_enqueue_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_enqueue_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crash_enqueue_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_enqueue_file_writer_handle, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
