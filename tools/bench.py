@@ -4,8 +4,10 @@
 SMTP inbound: messages accepted durably per second (4 KiB messages, each
 answered 250 only once on disk) with 1, 20 and 100 concurrent senders, the
 group-commit ratio (deliveries per durable batch), peak RSS; then the RSS of
-10,000 idle SMTP connections. Everything runs on loopback against a fresh
-data directory. Results are written as a Markdown section to --out.
+10,000 idle SMTP connections. Then POP3, the message library, IMAP, and the
+outbound relay (messages per second from the queue to SMTP sinks for 20
+destination domains, --relay-only). Everything runs on loopback against a
+fresh data directory. Results are written as a Markdown section to --out.
 """
 import argparse
 import asyncio
@@ -32,7 +34,8 @@ def rss_kb(pid, field="VmRSS"):
 
 
 class Server:
-    def __init__(self, binary, extra="", users=("user@bench.test",), hashed=(), hash_=""):
+    def __init__(self, binary, extra="", users=("user@bench.test",), hashed=(), hash_="",
+                 before_start=None):
         self.dir = tempfile.mkdtemp(prefix="tern-bench-")
         self.conf = os.path.join(self.dir, "tern.conf")
         with open(self.conf, "w") as f:
@@ -45,6 +48,8 @@ class Server:
         for u in hashed:  # accounts with an imported crypt hash (tern user add --hash)
             subprocess.run([binary, "user", "add", "-c", self.conf, u, "--hash"], input=hash_ + "\n",
                            text=True, check=True, capture_output=True)
+        if before_start:
+            before_start(self)
         # the log goes to a file so a full pipe can never slow the server down
         self.logpath = os.path.join(self.dir, "tern.log")
         self.logf = open(self.logpath, "w")
@@ -678,6 +683,110 @@ def imap_section(args, r):
     ]
     return s
 
+# ---------------------------------------------------------------- outbound relay (issue 6)
+
+RELAY_DOMAINS = 20
+
+
+def bench_relay(args):
+    """Messages per second relayed from a pre-filled queue to SMTP sinks for
+    RELAY_DOMAINS destination domains (each its own MX host on 127.a.b.c:25,
+    found through the test DNS server of tests/e2e/mailnet.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+    import mailnet
+    why = mailnet.can_bind_port_25()
+    if why:
+        print("relay: skipped: " + why, flush=True)
+        return {"skipped": why}
+    n = args.relay_msgs
+    net = mailnet.Mailnet()
+    res = {"n": n}
+    try:
+        sinks = [net.sink(name=f"mx.d{i}.bench") for i in range(RELAY_DOMAINS)]
+        for i, s in enumerate(sinks):
+            net.mx(f"d{i}.bench", s)
+        helper = mailnet.build_queue_helper(args.binary)
+        t = {}
+
+        def fill(srv):
+            t0 = time.monotonic()
+            p = subprocess.run([helper, "-n", str(n), "-m", str(RELAY_DOMAINS),
+                                os.path.join(srv.dir, "var"), "user@bench.test", "rcpt@d%N.bench"],
+                               input=MSG.encode(), capture_output=True, timeout=1800)
+            if p.returncode != 0:
+                raise SystemExit("queue_helper failed: " + p.stderr.decode())
+            res["fill"] = time.monotonic() - t0
+            t["start"] = time.monotonic()
+
+        srv = Server(args.binary, extra=f"dns_servers = {net.dns.address}\nqueue_retry = 1s\n",
+                     before_start=fill)
+        try:
+            def delivered():
+                return sum(len(s.messages) for s in sinks)
+            deadline = time.monotonic() + args.relay_timeout
+            peak = 0
+            while delivered() < n and time.monotonic() < deadline and srv.proc.poll() is None:
+                peak = max(peak, rss_kb(srv.proc.pid))
+                time.sleep(0.01)
+            end = time.monotonic()
+            res["delivered"] = delivered()
+            res["secs"] = end - t["start"]
+            res["rate"] = res["delivered"] / res["secs"]
+            res["cpu"] = cpu_secs(srv.proc.pid)
+            res["peak"] = max(peak, rss_kb(srv.proc.pid, "VmHWM"))
+            res["conns"] = sum(len(s.conns) for s in sinks)
+            res["tls"] = sum(1 for s in sinks for c in s.conns if c.tls)
+            res["rejected"] = sum(len(x.rejected) for s in sinks for x in s.txns)
+            res["per_conn"] = res["delivered"] / max(1, res["conns"])
+            res["max_conns"] = max(len(s.conns) for s in sinks)
+            ql = subprocess.run([args.binary, "queue", "list", "-c", srv.conf],
+                                capture_output=True, text=True, timeout=60)
+            res["left"] = (len(re.findall(r"\b[0-9a-f]{16}\b", ql.stdout)) if ql.returncode == 0
+                           else "unknown (`tern queue list` failed)")
+        finally:
+            log = srv.stop()
+        res["log"] = [l for l in log.splitlines() if re.search(r"warn|error|fatal|failed", l, re.I)]
+        res["sink_errors"] = [e for s in sinks for e in s.errors]
+    finally:
+        net.close()
+    print(f"relay: {res['delivered']}/{n} messages to {RELAY_DOMAINS} domains in {res['secs']:.1f} s: "
+          f"{res['rate']:.0f} msg/s, {res['conns']} connections ({res['per_conn']:.0f} messages "
+          f"per connection, {res['tls']} with STARTTLS), server CPU {res['cpu']:.1f} s, peak RSS "
+          f"{res['peak'] / 1024:.1f} MiB; queue filled in {res['fill']:.1f} s", flush=True)
+    for l in res["log"][:3]:
+        print("relay: server log: " + l, flush=True)
+    return res
+
+
+def relay_section(args, r):
+    s = ["## Outbound relay (issue 6)", ""]
+    if "skipped" in r:
+        return s + [f"Not measured: {r['skipped']}.", ""]
+    incomplete = "" if r["delivered"] >= r["n"] else (
+        f" **Only {r['delivered']:,} of {r['n']:,} were delivered within "
+        f"{args.relay_timeout:g} s.**")
+    s += [
+        f"Same machine and run. {r['n']:,} messages of 4 KiB, each to one recipient at one of "
+        f"{RELAY_DOMAINS} domains (round robin), are put into the queue of a stopped server "
+        "(tests/e2e/queue_helper.c); the server then starts and delivers them. Each domain has "
+        "an MX record in a DNS server run by the benchmark (`dns_servers`) pointing to its own "
+        "SMTP sink on 127.a.b.c:25 (tests/e2e/mailnet.py: Python threads in the benchmark "
+        "process, offering STARTTLS, PIPELINING, 8BITMIME, SIZE, DSN). Default limits "
+        "(`relay_max_connections = 100`, `relay_max_per_domain = 10`). Timed from server start "
+        "to the last message accepted by a sink." + incomplete,
+        "",
+        "| measurement | result |",
+        "|---|---|",
+        f"| messages relayed per second | {r['rate']:.0f} ({r['delivered']:,} in {r['secs']:.1f} s) |",
+        f"| SMTP connections opened | {r['conns']:,} ({r['tls']:,} with STARTTLS; at most "
+        f"{r['max_conns']} to one host) |",
+        f"| messages per connection (reuse) | {r['per_conn']:.1f} |",
+        f"| server CPU / peak RSS | {r['cpu']:.1f} s / {r['peak'] / 1024:.1f} MiB |",
+        f"| left in the queue afterwards | {r['left']} |",
+        "",
+    ]
+    return s
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -690,11 +799,20 @@ def main():
                     "until it runs out")
     ap.add_argument("--imap-only", action="store_true",
                     help="run only the IMAP section and print it (docs not rewritten)")
+    ap.add_argument("--relay-only", action="store_true",
+                    help="run only the outbound relay section and print it (docs not rewritten)")
+    ap.add_argument("--relay-msgs", type=int, default=5000,
+                    help="messages queued for the outbound relay section")
+    ap.add_argument("--relay-timeout", type=float, default=300,
+                    help="seconds the relay section waits for all of them to be delivered")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.imap_only:
         print("\n".join(imap_section(args, bench_imap(args))))
+        return
+    if args.relay_only:
+        print("\n".join(relay_section(args, bench_relay(args))))
         return
 
     rows = []
@@ -729,6 +847,7 @@ def main():
     pop3_rate, pop3_idle_kb, pop3_n = bench_pop3(args)
     mime_out = bench_mime()
     imap = bench_imap(args)
+    relay = bench_relay(args)
 
     cpu = "unknown"
     try:
@@ -777,6 +896,7 @@ def main():
         "",
     ]
     section += imap_section(args, imap)
+    section += relay_section(args, relay)
     text = "\n".join(section)
     old = ""
     if os.path.exists(args.out):
