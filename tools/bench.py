@@ -705,7 +705,7 @@ def bench_relay(args):
         sinks = [net.sink(name=f"mx.d{i}.bench") for i in range(RELAY_DOMAINS)]
         for i, s in enumerate(sinks):
             net.mx(f"d{i}.bench", s)
-        helper = mailnet.build_queue_helper(args.binary)
+        helper = mailnet.build_enqueue_helper(args.binary)
         t = {}
 
         def fill(srv):
@@ -714,7 +714,7 @@ def bench_relay(args):
                                 os.path.join(srv.dir, "var"), "user@bench.test", "rcpt@d%N.bench"],
                                input=MSG.encode(), capture_output=True, timeout=1800)
             if p.returncode != 0:
-                raise SystemExit("queue_helper failed: " + p.stderr.decode())
+                raise SystemExit("mailnet_enqueue failed: " + p.stderr.decode())
             res["fill"] = time.monotonic() - t0
             t["start"] = time.monotonic()
 
@@ -768,7 +768,7 @@ def relay_section(args, r):
     s += [
         f"Same machine and run. {r['n']:,} messages of 4 KiB, each to one recipient at one of "
         f"{RELAY_DOMAINS} domains (round robin), are put into the queue of a stopped server "
-        "(tests/e2e/queue_helper.c); the server then starts and delivers them. Each domain has "
+        "(tests/e2e/mailnet_enqueue.c); the server then starts and delivers them. Each domain has "
         "an MX record in a DNS server run by the benchmark (`dns_servers`) pointing to its own "
         "SMTP sink on 127.a.b.c:25 (tests/e2e/mailnet.py: Python threads in the benchmark "
         "process, offering STARTTLS, PIPELINING, 8BITMIME, SIZE, DSN). Default limits "

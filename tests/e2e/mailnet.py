@@ -1069,31 +1069,31 @@ _ALL_USED = set()
 
 
 # ---------------------------------------------------------------------------
-# Filling a stopped server's queue (tests/e2e/queue_helper.c)
+# Filling a stopped server's queue (tests/e2e/mailnet_enqueue.c)
 # ---------------------------------------------------------------------------
 
 _helper_lock = threading.Lock()
 _helpers = {}
 
 
-def build_queue_helper(tern_bin):
-    """Path of tests/e2e/queue_helper compiled against the libtern.a next to
+def build_enqueue_helper(tern_bin):
+    """Path of tests/e2e/mailnet_enqueue compiled against the libtern.a next to
     tern_bin (with the sanitizers when that is the build/san one), built once
     per process into <build dir>/e2e/."""
     root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
     bdir = os.path.dirname(os.path.abspath(tern_bin))
     with _helper_lock:
         if bdir not in _helpers:
-            out = os.path.join(bdir, "e2e", "queue_helper")
+            out = os.path.join(bdir, "e2e", "mailnet_enqueue")
             os.makedirs(os.path.dirname(out), exist_ok=True)
             san = ["-fsanitize=address,undefined"] if os.path.basename(bdir) == "san" else []
             cmd = ["cc", "-std=c11", "-D_GNU_SOURCE", "-O1", "-g", "-I", os.path.join(root, "src"),
-                   *san, os.path.join(root, "tests", "e2e", "queue_helper.c"),
+                   *san, os.path.join(root, "tests", "e2e", "mailnet_enqueue.c"),
                    os.path.join(bdir, "libtern.a"), "-lssl", "-lcrypto", "-lsqlite3", "-lcrypt",
                    "-lz", "-lcares", "-lpthread", "-o", out + ".tmp%d" % os.getpid()]
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
             if p.returncode != 0:
-                raise AssertionError("building queue_helper failed: %s" % p.stderr)
+                raise AssertionError("building mailnet_enqueue failed: %s" % p.stderr)
             os.replace(out + ".tmp%d" % os.getpid(), out)
             _helpers[bdir] = out
         return _helpers[bdir]

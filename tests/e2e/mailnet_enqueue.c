@@ -4,7 +4,7 @@
  * submission will once it exists. The server handle takes the queue lock,
  * so this works only while no `tern serve` runs on that data_dir.
  *
- *   queue_helper [-r FULL|HDRS] [-e ENVID] [-a ARRIVAL] [-u SUBMITTER] [-8] [-U]
+ *   mailnet_enqueue [-r FULL|HDRS] [-e ENVID] [-a ARRIVAL] [-u SUBMITTER] [-8] [-U]
  *                [-n COUNT [-m MOD]] DATA_DIR SENDER RCPT[,NOTIFY[,ORCPT]]... < message
  *
  * -n COUNT enqueues COUNT copies (for the benchmark); in copy k, "%N" in a
@@ -77,7 +77,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (argc - optind < 3) {
-		fprintf(stderr, "usage: queue_helper [opts] DATA_DIR SENDER RCPT... < message\n");
+		fprintf(stderr, "usage: mailnet_enqueue [opts] DATA_DIR SENDER RCPT... < message\n");
 		return 2;
 	}
 	const char *data_dir = argv[optind];
@@ -124,12 +124,12 @@ int main(int argc, char **argv)
 
 	char *err = NULL;
 	if (queue_envelope_check(&env, &err) < 0) {
-		fprintf(stderr, "queue_helper: envelope: %s\n", err);
+		fprintf(stderr, "mailnet_enqueue: envelope: %s\n", err);
 		return 1;
 	}
 	struct queue *q = queue_open(data_dir, QUEUE_OPEN_SERVER, &err);
 	if (q == NULL) {
-		fprintf(stderr, "queue_helper: %s\n", err);
+		fprintf(stderr, "mailnet_enqueue: %s\n", err);
 		return 1;
 	}
 	if (count < 1)
@@ -152,7 +152,7 @@ int main(int argc, char **argv)
 		}
 		char id[17];
 		if (queue_enqueue(q, &env, data, o, id, &err) < 0) {
-			fprintf(stderr, "queue_helper: enqueue: %s\n", err);
+			fprintf(stderr, "mailnet_enqueue: enqueue: %s\n", err);
 			queue_close(&q);
 			return 1;
 		}
