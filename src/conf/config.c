@@ -111,6 +111,12 @@ static const struct cfg_def cfg_defs[] = {
 	  "Concurrent outbound SMTP connections, all destinations together." },
 	{ "relay_max_per_domain", T_UINT, OFF(relay_max_per_domain), "10", 1, 10000,
 	  "Concurrent outbound SMTP connections to one destination domain." },
+	{ "relay_mx_port", T_UINT, OFF(relay_mx_port), "25", 1, 65535,
+	  "TCP port of MX hosts for direct delivery (RFC 5321: 25; another value is only "
+	  "useful for tests)." },
+	{ "relay_connect_timeout", T_DURATION, OFF(relay_connect_timeout), "30s", 1, 600,
+	  "How long an outbound connection attempt may take before the next MX host is "
+	  "tried." },
 };
 #define NKEYS N_ELEMENTS(cfg_defs)
 
@@ -292,6 +298,89 @@ static char *resolve_path(const char *base_dir, const char *v)
 	char *p = (v[0] == '/' || !base_dir) ? xstrdup(v) : xasprintf("%s/%s", base_dir, v);
 	normalize_path(p);
 	return p;
+}
+
+int config_parse_hostport(const char *s, char *host, size_t hostsz, uint16_t *port,
+			  const char **why)
+{
+	const char *h = s, *he, *colon = NULL;
+	if (*s == '[') {
+		he = strchr(s, ']');
+		if (!he) {
+			*why = "unterminated [";
+			return -1;
+		}
+		h = s + 1;
+		if (he[1] == ':')
+			colon = he + 1;
+		else if (he[1]) {
+			*why = "expected [address]:port";
+			return -1;
+		}
+	} else {
+		colon = strrchr(s, ':');
+		if (colon && strchr(s, ':') != colon) {
+			*why = "IPv6 addresses need brackets: [addr]:port";
+			return -1;
+		}
+		he = colon ? colon : s + strlen(s);
+	}
+	size_t hl = (size_t)(he - h);
+	if (hl == 0 || hl >= hostsz) {
+		*why = hl ? "host name too long" : "expected host:port";
+		return -1;
+	}
+	memcpy(host, h, hl);
+	host[hl] = 0;
+	if (*s != '[' && !valid_hostname(host)) {
+		*why = "expected a host name or address";
+		return -1;
+	}
+	for (size_t i = 0; i < hl; i++)
+		if ((unsigned char)host[i] <= ' ' || host[i] == '/' || host[i] == ']') {
+			*why = "bad character in host";
+			return -1;
+		}
+	*port = 25;
+	if (colon) {
+		uint64_t n;
+		if (!colon[1] || parse_number(colon + 1, &n, NULL, NULL) < 0 || n == 0 ||
+		    n > 65535) {
+			*why = "expected a port number 1-65535";
+			return -1;
+		}
+		*port = (uint16_t)n;
+	}
+	return 0;
+}
+
+/* relay_host and relay_auth are free strings in the table; their syntax is
+ * checked here, once every key is known, with the line they came from. */
+static int validate_relay(struct config *c, const char *name, char **err_r)
+{
+	char host[256];
+	uint16_t port;
+	const char *why = NULL;
+	if (*c->relay_host &&
+	    config_parse_hostport(c->relay_host, host, sizeof host, &port, &why) < 0) {
+		set_err(err_r, "%s:%u: relay_host: bad value: %s", name,
+			config_line(c, "relay_host"), why);
+		return -1;
+	}
+	if (*c->relay_auth) {
+		const char *colon = strchr(c->relay_auth, ':');
+		if (!colon || colon == c->relay_auth) {
+			set_err(err_r, "%s:%u: relay_auth: bad value: expected user:password", name,
+				config_line(c, "relay_auth"));
+			return -1;
+		}
+		if (!*c->relay_host) {
+			set_err(err_r, "%s:%u: relay_auth: needs relay_host", name,
+				config_line(c, "relay_auth"));
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* Parse one value into its field. Returns 0, or -1 with *why a static reason. */
@@ -517,6 +606,8 @@ struct config *config_parse(const char *name, const char *base_dir, const char *
 	}
 	free(line);
 	apply_defaults(c, base_dir);
+	if (validate_relay(c, name, err_r) < 0)
+		goto fail;
 	return c;
 fail:
 	free(line);

@@ -53,6 +53,8 @@ struct config {
 	char *relay_auth;             /* user:password for the smarthost, "" = none */
 	uint64_t relay_max_connections;
 	uint64_t relay_max_per_domain;
+	uint64_t relay_mx_port;         /* 25 except in tests */
+	uint64_t relay_connect_timeout; /* seconds */
 
 	/* Line where each key was set (0 = default), in table order. */
 	unsigned *lines;
@@ -70,6 +72,10 @@ void config_free(struct config **c);
 unsigned config_line(const struct config *c, const char *key);
 /* True if addr's domain (after '@', any case) is one of the local domains. */
 bool config_is_local_domain(const struct config *c, const char *domain);
+/* Parse "host[:port]" or "[v6-or-v4]:port" (relay_host). Port 25 when absent.
+ * 0, or -1 with a static reason in *why. */
+int config_parse_hostport(const char *s, char *host, size_t hostsz, uint16_t *port,
+			  const char **why) ATTR_WARN_UNUSED;
 /* Write "key = value" lines: only values that differ from defaults unless all. */
 void config_dump(const struct config *c, bool all, FILE *out);
 /* Write a Markdown table of every key (name, default, doc) — the README reference. */

@@ -19,6 +19,8 @@ static const char usage[] =
 	"                                     manage accounts (password read from stdin)\n"
 	"  alias add|del|list -c FILE [ALIAS [TARGET...]]\n"
 	"                                     manage aliases\n"
+	"  queue list|flush|delete -c FILE [ID]\n"
+	"                                     show, retry now, or drop outbound mail\n"
 	"  config -c FILE [--all]             print the configuration (non-defaults or all)\n"
 	"  version                            print the version\n"
 	"\n"
@@ -82,6 +84,8 @@ int main(int argc, char **argv)
 		return cli_user(argc - 1, argv + 1);
 	if (!strcmp(cmd, "alias"))
 		return cli_alias(argc - 1, argv + 1);
+	if (!strcmp(cmd, "queue"))
+		return cli_queue(argc - 1, argv + 1);
 	if (!strcmp(cmd, "config"))
 		return cli_config(argc - 1, argv + 1);
 	fprintf(stderr, "tern: unknown command '%s'\n%s", cmd, usage);

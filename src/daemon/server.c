@@ -29,6 +29,7 @@
 #include "daemon/role_imap.h"
 #include "daemon/role_pop3.h"
 #include "daemon/privdrop.h"
+#include "daemon/relay.h"
 #include "daemon/role_smtp.h"
 #include "io/jobs.h"
 #include "queue/queue.h"
@@ -468,7 +469,8 @@ static void stop_check(struct evloop *ev, void *ctx)
 	struct server *srv = ctx;
 	/* sessions, not connections: a session whose client left may still be
 	 * waiting for its message to become durable */
-	if (srv->nconns == 0 || time_mono_ms() >= srv->stop_deadline_ms) {
+	if ((srv->nconns == 0 && relay_idle(srv->relay)) ||
+	    time_mono_ms() >= srv->stop_deadline_ms) {
 		if (srv->nconns)
 			log_warnx("stopping with %u sessions still open", srv->nconns);
 		evloop_stop(ev);
@@ -498,6 +500,7 @@ static void on_signal(struct evloop *ev, int signo, void *ctx)
 	log_info("received %s: no new connections, finishing transactions in flight",
 		 signo == SIGTERM ? "SIGTERM" : "SIGINT");
 	srv->stopping = true;
+	relay_stop(srv->relay); /* no new deliveries; unstarted claims released */
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_free(&srv->listeners[i].l);
 	conn_foreach(shutdown_conn, NULL);
@@ -530,7 +533,7 @@ static void raise_fd_limit(void)
 
 void server_queue_changed(struct server *srv)
 {
-	(void)srv; /* the outbound scheduler (issue 6) hooks in here */
+	relay_kick(srv->relay);
 }
 
 int server_main(const char *path)
@@ -625,6 +628,12 @@ int server_main(const char *path)
 		}
 		log_info("listening %s %s", listener_proto_name(sl->proto), listener_name(sl->l));
 	}
+	srv->relay = relay_new(srv, &err);
+	if (!srv->relay) {
+		fprintf(stderr, "tern: outbound relay: %s\n", err ? err : "?");
+		free(err);
+		return 1;
+	}
 	log_info("tern started: hostname=%s domains=%zu data_dir=%s", cfg->hostname,
 		 cfg->domains.n, cfg->data_dir);
 
@@ -639,6 +648,7 @@ int server_main(const char *path)
 	committer_free(&srv->committer);
 	log_info("committer: %llu deliveries in %llu batches", (unsigned long long)deliveries,
 		 (unsigned long long)batches);
+	relay_free(&srv->relay); /* after the committer: local deliveries report to it */
 	jobs_free(&srv->jobs);
 	throttle_free(&srv->throttle);
 	queue_close(&srv->queue);

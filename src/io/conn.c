@@ -15,6 +15,12 @@
  * STARTTLS flushes, discards unread plaintext and handshakes, CLOSE flushes
  * (bounded by CLOSE_FLUSH_MS) and closes.
  *
+ * Client mode (conn_connect): the conn starts "connecting", watching only
+ * for writability with its own deadline; SO_ERROR then says how connect(2)
+ * ended. Until then the session is never fed nor asked for output, and a
+ * failure reaches it as ops->closed("connect: ..."). Client TLS runs
+ * SSL_connect with SNI; verification is only reported (opportunistic).
+ *
  * Memory: idle connections hold no buffers. The input buffer is freed as soon
  * as it is empty and reads go through a stack buffer; one timer per conn is
  * armed lazily (it may fire early and re-arm, which is cheaper than moving it
@@ -24,6 +30,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -48,6 +55,7 @@
 #define READ_ROUNDS 8              /* reads per wakeup before yielding to other conns */
 #define CLOSE_FLUSH_MS 5000        /* how long a closing conn may take to drain */
 #define DEFAULT_HANDSHAKE_MS 30000 /* tls_handshake_ms = 0 */
+#define DEFAULT_CONNECT_MS 30000   /* conn_connect connect_ms = 0 */
 #define DEFAULT_MAX_INPUT 65536    /* max_input = 0 */
 #define OUT_KEEP 1024              /* an empty output buffer bigger than this is released */
 
@@ -68,6 +76,8 @@ struct conn {
 	int last_outq;       /* kernel send queue at the last idle check */
 	uint64_t hs_deadline;
 	uint64_t close_deadline;
+	uint64_t connect_deadline; /* while connecting */
+	char *server_name;         /* client TLS: SNI and verified name */
 	struct buf in;
 	char *reason;
 	unsigned idle_ms;
@@ -81,6 +91,8 @@ struct conn {
 	bool eof;
 	bool io_error; /* do not flush or send close_notify on the way out */
 	bool handshaking;
+	bool connecting; /* client: connect(2) in progress */
+	bool client;     /* made by conn_connect: TLS is SSL_connect */
 	bool read_wants_write;
 	bool write_wants_read;
 	char peer[64];
@@ -150,6 +162,8 @@ static uint64_t deadline(const struct conn *c)
 {
 	if (c->dead)
 		return 0;
+	if (c->connecting)
+		return c->connect_deadline;
 	if (c->handshaking)
 		return c->hs_deadline;
 	if (c->close_deadline)
@@ -198,7 +212,7 @@ static void again_fired(struct evloop *ev, void *ctx)
 /* Write as much output as the socket takes. 0, or -1 if the conn failed. */
 static int flush(struct conn *c)
 {
-	if (c->handshaking)
+	if (c->handshaking || c->connecting)
 		return 0;
 	struct buf *out = out_buf(c);
 	c->write_wants_read = false;
@@ -253,7 +267,7 @@ static size_t max_input(const struct conn *c)
 
 static bool can_read(struct conn *c)
 {
-	return !c->dead && !c->eof && !c->handshaking && c->in.len < max_input(c) &&
+	return !c->dead && !c->eof && !c->handshaking && !c->connecting && c->in.len < max_input(c) &&
 	       c->ops->want(c->sess) == PROTO_WANT_READ && out_len(c) <= OUT_HIWAT;
 }
 
@@ -357,7 +371,22 @@ static int begin_tls(struct conn *c)
 		fail_tls(c, "SSL_new");
 		return -1;
 	}
-	SSL_set_accept_state(ssl);
+	if (c->client) {
+		SSL_set_connect_state(ssl);
+		if (c->server_name) {
+			struct in6_addr a6;
+			struct in_addr a4;
+			/* RFC 6066 3: no literal IP addresses in SNI */
+			bool literal = inet_pton(AF_INET, c->server_name, &a4) == 1 ||
+				       inet_pton(AF_INET6, c->server_name, &a6) == 1;
+			if (!literal)
+				SSL_set_tlsext_host_name(ssl, c->server_name);
+			/* checked into the verify result, never enforced */
+			SSL_set1_host(ssl, c->server_name);
+		}
+	} else {
+		SSL_set_accept_state(ssl);
+	}
 	c->ssl = ssl;
 	c->handshaking = true;
 	c->hs_deadline = ev_now_ms(c->ev) + c->hs_ms;
@@ -413,6 +442,11 @@ static void act(struct conn *c)
 {
 	if (c->dead)
 		return;
+	if (c->connecting) {
+		set_interest(c, EV_WRITE);
+		arm_timer(c);
+		return;
+	}
 	size_t olen = out_len(c);
 	unsigned mask = 0;
 	switch (c->ops->want(c->sess)) {
@@ -469,6 +503,11 @@ static int on_timer(struct conn *c)
 	uint64_t d = deadline(c), now = ev_now_ms(c->ev);
 	if (d == 0 || now < d)
 		return 0; /* fired early; act() re-arms */
+	if (c->connecting) {
+		c->io_error = true;
+		mark_dead(c, "connect timeout");
+		return -1;
+	}
 	if (c->handshaking) {
 		c->io_error = true;
 		mark_dead(c, "TLS handshake timeout");
@@ -493,10 +532,45 @@ static int on_timer(struct conn *c)
 	return c->dead ? -1 : 0;
 }
 
+/* Client: connect(2) finished or failed. 0 connected, -1 dead, 1 still waiting. */
+static int on_connecting(struct conn *c, unsigned events)
+{
+	if (!(events & (EV_READ | EV_WRITE)))
+		return 1;
+	int err = 0;
+	socklen_t len = sizeof err;
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		errno = err;
+		fail_errno(c, "connect");
+		return -1;
+	}
+	c->connecting = false;
+	c->connect_deadline = 0;
+	c->last_input = ev_now_ms(c->ev);
+	return 0;
+}
+
 static void step(struct conn *c, unsigned events)
 {
 	if ((events & EVX_TIMER) && on_timer(c) < 0)
 		return;
+	if (c->connecting) {
+		if (events & EVX_SHUTDOWN) {
+			c->io_error = true;
+			mark_dead(c, "server shutting down");
+			return;
+		}
+		int r = on_connecting(c, events);
+		if (r < 0)
+			return;
+		if (r > 0) {
+			act(c);
+			return;
+		}
+		events |= EV_READ | EV_WRITE; /* the greeting may already be there */
+	}
 	if (events & EVX_SHUTDOWN) {
 		if (c->handshaking) {
 			c->io_error = true;
@@ -555,7 +629,7 @@ static void finalize(struct conn *c)
 {
 	ev_timer_del(c->ev, &c->timer);
 	ev_timer_del(c->ev, &c->again);
-	if (!c->io_error && !c->handshaking)
+	if (!c->io_error && !c->handshaking && !c->connecting)
 		flush(c); /* best effort: one non-blocking attempt */
 	ev_del_fd(c->ev, c->fd);
 	if (c->ssl) {
@@ -577,6 +651,7 @@ static void finalize(struct conn *c)
 	buf_deinit(&c->in);
 	c->ops->closed(c->sess, c->reason);
 	free(c->reason);
+	free(c->server_name);
 	free(c);
 }
 
@@ -700,6 +775,94 @@ void conn_close(struct conn *c, const char *reason)
 void conn_shutdown(struct conn *c)
 {
 	dispatch(c, EVX_SHUTDOWN);
+}
+
+struct conn *conn_connect(struct evloop *ev, const struct sockaddr *sa, socklen_t salen,
+			  unsigned connect_ms, const struct conn_settings *set,
+			  const struct proto_session_ops *ops, void *sess, char **err_r)
+{
+	ignore_sigpipe();
+	*err_r = NULL;
+	if (set->implicit_tls && !set->tls) {
+		*err_r = xstrdup("implicit TLS without a TLS context");
+		return NULL;
+	}
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		*err_r = xasprintf("socket: %s", strerror(errno));
+		return NULL;
+	}
+	int r;
+	do
+		r = connect(fd, sa, salen);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno != EINPROGRESS) {
+		*err_r = xasprintf("connect: %s", strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	struct conn *c = xcalloc(1, sizeof *c);
+	c->ev = ev;
+	c->fd = fd;
+	c->ops = ops;
+	c->sess = sess;
+	c->client = true;
+	c->connecting = true; /* even when connect(2) finished at once: one path */
+	c->connect_deadline = ev_now_ms(ev) + (connect_ms ? connect_ms : DEFAULT_CONNECT_MS);
+	c->idle_ms = set->idle_ms;
+	c->hs_ms = set->tls_handshake_ms ? set->tls_handshake_ms : DEFAULT_HANDSHAKE_MS;
+	if (set->tls_server_name)
+		c->server_name = xstrdup(set->tls_server_name);
+	buf_init(&c->in, set->max_input ? set->max_input : DEFAULT_MAX_INPUT);
+	c->last_input = ev_now_ms(ev);
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof ss);
+	memcpy(&ss, sa, salen < sizeof ss ? salen : sizeof ss);
+	sockaddr_to_text(&ss, c->peer, &c->peer_port);
+	if (set->tls) {
+		c->tls = set->tls;
+		tls_ctx_ref(c->tls);
+	}
+	if (set->implicit_tls && begin_tls(c) < 0) {
+		*err_r = xstrdup(c->reason ? c->reason : "TLS setup failed");
+		goto fail;
+	}
+	if (ev_add_fd(ev, fd, EV_WRITE, conn_io, c) < 0) {
+		*err_r = xasprintf("ev_add_fd: %s", strerror(errno));
+		goto fail;
+	}
+	c->mask = EV_WRITE;
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	nconns++;
+	arm_timer(c);
+	return c;
+fail:
+	SSL_free(c->ssl);
+	tls_ctx_unref(&c->tls);
+	buf_deinit(&c->in);
+	free(c->reason);
+	free(c->server_name);
+	free(c);
+	close(fd);
+	return NULL;
+}
+
+bool conn_is_connected(const struct conn *c)
+{
+	return !c->connecting;
+}
+
+const char *conn_tls_verify_result(const struct conn *c)
+{
+	if (!c->ssl || c->handshaking)
+		return NULL;
+	long v = SSL_get_verify_result(c->ssl);
+	if (v == X509_V_OK)
+		return SSL_get0_peer_certificate(c->ssl) ? "ok" : "no certificate";
+	return X509_verify_cert_error_string(v);
 }
 
 bool conn_is_tls(const struct conn *c)

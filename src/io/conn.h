@@ -30,6 +30,10 @@ struct conn_settings {
 	struct tls_ctx *tls;   /* for STARTTLS / implicit TLS; may be NULL */
 	bool implicit_tls;     /* handshake before the session sees anything */
 	unsigned tls_handshake_ms; /* handshake timeout; 0 = 30 s */
+	/* Client side (conn_connect): the TLS handshake is SSL_connect, with
+	 * this name as SNI and as the name checked by the (logged, never
+	 * enforced) certificate verification. NULL: no SNI. */
+	const char *tls_server_name;
 };
 
 /* Takes ownership of fd (made non-blocking here). Returns NULL on failure (fd
@@ -39,6 +43,23 @@ struct conn_settings {
  * SIGPIPE to SIG_IGN if it is still SIG_DFL (OpenSSL writes with write(2)). */
 struct conn *conn_new(struct evloop *ev, int fd, const struct conn_settings *set,
 		      const struct proto_session_ops *ops, void *sess);
+/* Client mode: a non-blocking connect to sa (IPv4 or IPv6), then the same
+ * contract as conn_new (set->tls is then a client context, tls_ctx_client_new).
+ * Nothing is read or fed until the connection is established; a failed or
+ * timed-out connect (connect_ms, 0 = 30 s) ends in ops->closed() with a
+ * reason such as "connect: Connection refused" or "connect timeout", later,
+ * from the loop. Returns NULL with *err_r (malloc'd) when the socket cannot
+ * even be created or connect(2) fails at once; ops->closed() is then NOT
+ * called. */
+struct conn *conn_connect(struct evloop *ev, const struct sockaddr *sa, socklen_t salen,
+			  unsigned connect_ms, const struct conn_settings *set,
+			  const struct proto_session_ops *ops, void *sess, char **err_r);
+/* True once a client connection is established (always true for accepted ones). */
+bool conn_is_connected(const struct conn *c);
+/* Client TLS: the certificate verification result as text ("ok" or
+ * OpenSSL's reason), for logs; NULL without TLS. Verification never aborts
+ * the connection (opportunistic TLS, RFC 3207 4.1 / RFC 7435). */
+const char *conn_tls_verify_result(const struct conn *c);
 /* The session has new output or finished a PENDING step: write and resume feeding.
  * Runs at once (or, from inside this conn's own callbacks, right after them), so
  * it may end in ops->closed(): do not touch the session after calling it. */

@@ -330,3 +330,36 @@ out:
 	EVP_PKEY_free(pkey);
 	return rc;
 }
+
+/* ---- client context ---- */
+
+struct tls_ctx *tls_ctx_client_new(const char *ca_file, char **err_r)
+{
+	char eb[256];
+	*err_r = NULL;
+	ERR_clear_error();
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		*err_r = xasprintf("SSL_CTX_new: %s", ssl_err(eb, sizeof eb));
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+				      SSL_MODE_RELEASE_BUFFERS);
+	/* Opportunistic (RFC 7435): the chain and name are checked so the result
+	 * can be logged, but a failure never stops the handshake. */
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+		ERR_clear_error(); /* no system store: every peer logs as unverified */
+	if (ca_file && SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+		*err_r = xasprintf("CA file %s: %s", ca_file, ssl_err(eb, sizeof eb));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	struct tls_ctx *t = xcalloc(1, sizeof *t);
+	t->ctx = ctx;
+	t->refs = 1;
+	return t;
+}

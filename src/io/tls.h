@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* TLS server contexts (OpenSSL 3, TLS 1.2+, modern ciphers) and the
+/* TLS server and client contexts (OpenSSL 3, TLS 1.2+, modern ciphers) and the
  * self-signed certificate made on first run. The only module that includes
  * OpenSSL headers besides io/conn.c. A tls_ctx is reference-counted so SIGHUP
  * can swap in a new certificate while old connections keep the old one. */
@@ -17,6 +17,12 @@ void tls_ctx_ref(struct tls_ctx *t);
 void tls_ctx_unref(struct tls_ctx **t);
 /* The underlying SSL_CTX * (for io/conn.c). */
 void *tls_ctx_ssl_ctx(struct tls_ctx *t);
+
+/* A client context for outbound SMTP (STARTTLS to MX hosts and smarthosts):
+ * TLS 1.2+, the system's trust store loaded (ca_file too if not NULL) so the
+ * verification result can be logged, but peer verification is not enforced
+ * (opportunistic TLS). NULL + *err_r on failure. */
+struct tls_ctx *tls_ctx_client_new(const char *ca_file, char **err_r);
 
 /* Create a self-signed certificate for hostname (EC P-256, 10 years) at the
  * two paths (key mode 0600). 0, or -1 with *err_r malloc'd. */
