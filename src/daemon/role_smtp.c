@@ -1,10 +1,33 @@
 /* SPDX-License-Identifier: MIT */
-/* SMTP MX role (RFC 5321 as a domain's MX): the application side of the
- * I/O-free engine. It decides who is local (config domains + account store),
- * refuses relaying, writes each accepted message into every recipient's
- * Maildir through the group committer, and only lets the engine say 250 once
- * the committer reports every copy durable. One log line per accepted
- * message and one per refusal. */
+/* SMTP roles: the application side of the I/O-free engine, for the MX port
+ * (RFC 5321 as a domain's MX) and, with the same code, the submission ports
+ * (RFC 6409: submission_listen with STARTTLS, submissions_listen with
+ * implicit TLS, RFC 8314).
+ *
+ * Both decide who is local (config domains + account store), write each
+ * accepted message into every local recipient's Maildir through the group
+ * committer, and only let the engine say 250 once the committer reports
+ * every copy durable. One log line per accepted message and one per refusal.
+ *
+ * MX: relaying is refused (554 5.7.1).
+ * Submission: AUTH is required before MAIL (530 5.7.0, in the engine);
+ * passwords are checked by daemon/login.c on a job thread. Sender rules,
+ * in the spirit of Postfix's reject_sender_login_mismatch:
+ *  - MAIL FROM must be an address that resolves to the authenticated
+ *    account (its own address or an alias that includes it), else 553 5.7.1.
+ *    The null sender is allowed (MDNs, RFC 8098, and client-generated
+ *    replies use it; a null sender never gets bounces, so it cannot be used
+ *    for backscatter), the From: check below still binds the message.
+ *  - every address in From:, and the one in Sender: if present, must pass
+ *    the same test (553 5.7.1 after the data). A Sender: naming the user
+ *    does not excuse a foreign From: (that would make phishing easy: most
+ *    clients show only From:). A message without From: is refused too.
+ * Recipients in local domains are delivered locally exactly as on the MX
+ * port; all others (no address literals) are written into the outbound
+ * queue's spool by the same group commit and registered with
+ * queue_enqueue_file() before the 250, then server_queue_changed().
+ * Message-ID and Date are added when missing (RFC 6409 8.2, 8.3); Received
+ * says "with ESMTPSA"/"ESMTPA" (RFC 3848) and names the user. */
 #include "daemon/role_smtp.h"
 
 #include <stdlib.h>
@@ -18,26 +41,57 @@
 #include "daemon/role_imap.h"
 #include "daemon/server.h"
 #include "daemon/session.h"
+#include "auth/sasl.h"
+#include "daemon/login.h"
 #include "io/conn.h"
+#include "io/evloop.h"
 #include "io/tls.h"
+#include "mime/message.h"
 #include "proto/smtp/smtp_server.h"
+#include "queue/queue.h"
 #include "store/maildir.h"
 
+_Static_assert((unsigned)SMTP_NOTIFY_NEVER == (unsigned)QUEUE_NOTIFY_NEVER &&
+		       (unsigned)SMTP_NOTIFY_SUCCESS == (unsigned)QUEUE_NOTIFY_SUCCESS &&
+		       (unsigned)SMTP_NOTIFY_FAILURE == (unsigned)QUEUE_NOTIFY_FAILURE &&
+		       (unsigned)SMTP_NOTIFY_DELAY == (unsigned)QUEUE_NOTIFY_DELAY,
+	       "NOTIFY bits are stored as they come");
+
+/* The header of a submitted message is held back (up to this) until it is
+ * complete, so From:/Sender: can be checked and Message-ID/Date added. */
+#define SUBMIT_MAX_HEADER (256 * 1024)
+
 struct rcpt {
-	char *addr;   /* as given in RCPT TO */
-	char **users; /* local accounts it resolves to */
+	char *addr;   /* as given in RCPT TO (local: unquoted form) */
+	char **users; /* local accounts it resolves to; none for a remote one */
 	size_t nusers;
+	bool remote;  /* submission: goes to the outbound queue */
+	unsigned notify;
+	char *orcpt;
 };
 
 struct smtp_sess {
 	struct session base;
 	struct smtp_server *eng;
 	struct smtp_server_settings set;
+	bool submission;
+	char *user;		 /* authenticated account (canonical), submission */
+	struct login_req *login; /* password check in flight */
+	struct ev_timer *delay;	 /* throttle delay before a failed SCRAM's answer */
 	char *from;
+	struct smtp_mail mail;	 /* RET, BODY, SMTPUTF8 of the transaction */
+	char *envid;
 	struct rcpt *rcpts;
 	size_t nrcpts;
+	size_t nremote;
+	size_t nsuccess;	 /* local recipients with NOTIFY=SUCCESS (non-null sender) */
 	struct delivery *d;
+	size_t queue_target;	 /* index of the spool copy in d, if nremote + nsuccess */
+	struct buf hdr;		 /* submission: the header being held back */
+	bool hdr_done;
+	const char *hdr_refusal; /* submission: why From:/Sender: failed, or NULL */
 	char msgid[17];
+	char qid[17];
 	bool commit_pending;
 	bool conn_gone;
 	bool tls;
@@ -48,20 +102,29 @@ static void free_rcpts(struct smtp_sess *s)
 {
 	for (size_t i = 0; i < s->nrcpts; i++) {
 		free(s->rcpts[i].addr);
+		free(s->rcpts[i].orcpt);
 		accounts_free_list(s->rcpts[i].users, s->rcpts[i].nusers);
 	}
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->nrcpts = 0;
+	s->nremote = 0;
+	s->nsuccess = 0;
 }
 
 static void reset_tx(struct smtp_sess *s)
 {
 	free(s->from);
 	s->from = NULL;
+	free(s->envid);
+	s->envid = NULL;
 	free_rcpts(s);
 	if (s->d)
 		delivery_abort(&s->d);
+	buf_deinit(&s->hdr);
+	s->hdr_done = false;
+	s->hdr_refusal = NULL;
+	s->qid[0] = '\0';
 }
 
 /* Quote an address for a log value: <addr> with unsafe bytes escaped. */
@@ -90,15 +153,6 @@ static void op_helo(void *ctx, struct smtp_server *eng, const char *name, bool e
 	char n[130];
 	log_escape(name, strlen(name), n, sizeof n);
 	log_debug("%s smtp %s name=%s", s->base.id, ehlo ? "ehlo" : "helo", n);
-}
-
-static enum app_verdict op_mail(void *ctx, struct smtp_server *eng, const struct smtp_mail *m)
-{
-	struct smtp_sess *s = ctx;
-	(void)eng;
-	reset_tx(s);
-	s->from = xstrdup(m->from);
-	return APP_OK;
 }
 
 /* Split at the last '@'. Returns the domain or NULL. */
@@ -144,6 +198,51 @@ static char *unquote_local_part(const char *addr)
 	return out;
 }
 
+/* Submission: does the authenticated account own addr (its own address,
+ * or an alias in a local domain that resolves to it)? */
+static bool owns_address(struct smtp_sess *s, const char *addr)
+{
+	if (!s->user)
+		return false;
+	char *a = unquote_local_part(addr);
+	const char *domain = domain_of(a);
+	bool ok = false;
+	if (ascii_strcasecmp(a, s->user) == 0) {
+		ok = true;
+	} else if (domain && domain[0] != '[' && config_is_local_domain(s->base.cfg, domain)) {
+		char **users = NULL;
+		char *err = NULL;
+		int n = accounts_resolve(s->base.srv->accounts, a, &users, &err);
+		for (int i = 0; i < n; i++)
+			if (ascii_strcasecmp(users[i], s->user) == 0)
+				ok = true;
+		if (n > 0)
+			accounts_free_list(users, (size_t)n);
+		free(err);
+	}
+	free(a);
+	return ok;
+}
+
+static enum app_verdict op_mail(void *ctx, struct smtp_server *eng, const struct smtp_mail *m)
+{
+	struct smtp_sess *s = ctx;
+	reset_tx(s);
+	if (s->submission && m->from[0] && !owns_address(s, m->from)) {
+		smtp_server_reply(eng, 553, "5.7.1",
+				  "<%s>: Sender address rejected: not owned by user %s", m->from,
+				  s->user ? s->user : "-");
+		log_refusal(s, "from", m->from, 553, "5.7.1 sender not owned by user");
+		return APP_REJECTED;
+	}
+	s->from = xstrdup(m->from);
+	s->mail = *m;
+	s->mail.from = NULL;
+	s->mail.envid = s->mail.auth = NULL;
+	s->envid = m->envid ? xstrdup(m->envid) : NULL;
+	return APP_OK;
+}
+
 static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct smtp_rcpt *r)
 {
 	struct smtp_sess *s = ctx;
@@ -164,9 +263,19 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 	} else {
 		addr = unquote_local_part(r->to);
 	}
-	/* Anything not for a local domain would be relaying, which this port never
-	 * does; address literals are never local (%-hacks and source routes have
-	 * already been reduced to a local part that matches no account). */
+	/* Anything not for a local domain would be relaying, which the MX port
+	 * never does; address literals are never local (%-hacks and source routes
+	 * have already been reduced to a local part that matches no account). An
+	 * authenticated submission relays to domain names only. */
+	if (s->submission && s->user && domain[0] != '[' &&
+	    !config_is_local_domain(cfg, domain)) {
+		s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof *s->rcpts);
+		s->rcpts[s->nrcpts++] = (struct rcpt){ xstrdup(r->to), NULL, 0, true, r->notify,
+							r->orcpt ? xstrdup(r->orcpt) : NULL };
+		s->nremote++;
+		free(addr);
+		return APP_OK;
+	}
 	if (domain[0] == '[' || !config_is_local_domain(cfg, domain)) {
 		smtp_server_reply(eng, 554, "5.7.1", "<%s>: Relay access denied", r->to);
 		log_refusal(s, "to", r->to, 554, "5.7.1 Relay access denied");
@@ -204,7 +313,10 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 		return APP_REJECTED;
 	}
 	s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof *s->rcpts);
-	s->rcpts[s->nrcpts++] = (struct rcpt){ addr, users, (size_t)n };
+	s->rcpts[s->nrcpts++] = (struct rcpt){ addr, users, (size_t)n, false, r->notify,
+						r->orcpt ? xstrdup(r->orcpt) : NULL };
+	if ((r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0])
+		s->nsuccess++;
 	return APP_OK;
 }
 
@@ -219,6 +331,34 @@ static bool seen_user(struct smtp_sess *s, size_t ri, size_t ui)
 				return true;
 		}
 	return false;
+}
+
+/* RFC 5321 4.4 trace field; "for" only with a single recipient so Bcc
+ * recipients are not disclosed to each other. RFC 3848: "A" for an
+ * authenticated session, and the user in a comment (RFC 4954 7). */
+static void received_header(struct smtp_sess *s, struct buf *b)
+{
+	struct smtp_server *eng = s->eng;
+	char date[64];
+	time_rfc5322(time_unix(), date);
+	const char *helo = smtp_server_helo_name(eng);
+	const char *auth = s->user && smtp_server_auth_user(eng) ? "A" : "";
+	const char *with = smtp_server_is_esmtp(eng) ? (s->tls ? "ESMTPS" : "ESMTP")
+						     : (s->tls ? "SMTPS" : "SMTP");
+	char helo_esc[130];
+	log_escape(helo ? helo : "", helo ? strlen(helo) : 0, helo_esc, sizeof helo_esc);
+	/* RFC 5321 4.1.3: IPv6 address literals are tagged "IPv6:" */
+	bool v6 = strchr(s->base.peer, ':') != NULL;
+	buf_xprintf(b, "Received: from %s ([%s%s])\n\tby %s (Tern) with %s%s id %s", helo_esc,
+		    v6 ? "IPv6:" : "", s->base.peer, s->base.cfg->hostname, with, auth, s->msgid);
+	if (*auth) {
+		char u[300];
+		log_escape(s->user, strlen(s->user), u, sizeof u);
+		buf_xprintf(b, "\n\t(authenticated user %s)", u);
+	}
+	if (s->nrcpts == 1)
+		buf_xprintf(b, "\n\tfor <%s>", s->rcpts[0].addr);
+	buf_xprintf(b, "; %s\n", date);
 }
 
 static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
@@ -254,23 +394,24 @@ static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
 			}
 		}
 	}
-	/* RFC 5321 4.4 trace field; "for" only with a single recipient so Bcc
-	 * recipients are not disclosed to each other. */
-	char date[64];
-	time_rfc5322(time_unix(), date);
-	const char *helo = smtp_server_helo_name(eng);
-	const char *with = smtp_server_is_esmtp(eng) ? (s->tls ? "ESMTPS" : "ESMTP")
-						     : (s->tls ? "SMTPS" : "SMTP");
-	char helo_esc[130];
-	log_escape(helo ? helo : "", helo ? strlen(helo) : 0, helo_esc, sizeof helo_esc);
+	if (s->nremote || s->nsuccess) {
+		/* the outbound copy: no Return-Path (not a final delivery) */
+		s->queue_target = delivery_ntargets(s->d);
+		if (delivery_add_target(s->d, queue_spool_root(s->base.srv->queue), NULL, &err) <
+		    0) {
+			log_warnx("%s smtp queue spool: %s", s->base.id, err ? err : "?");
+			free(err);
+			delivery_abort(&s->d);
+			smtp_server_reply(eng, 451, "4.3.0",
+					  "Error: internal error, try again later (session %s)",
+					  s->base.id);
+			return APP_REJECTED;
+		}
+	}
+	if (s->submission)
+		return APP_OK; /* the header is held back: see submit_header() */
 	struct buf b = BUF_INIT(0);
-	/* RFC 5321 4.1.3: IPv6 address literals are tagged "IPv6:" */
-	bool v6 = strchr(s->base.peer, ':') != NULL;
-	buf_xprintf(&b, "Received: from %s ([%s%s])\n\tby %s (Tern) with %s id %s", helo_esc,
-		    v6 ? "IPv6:" : "", s->base.peer, cfg->hostname, with, s->msgid);
-	if (s->nrcpts == 1)
-		buf_xprintf(&b, "\n\tfor <%s>", s->rcpts[0].addr);
-	buf_xprintf(&b, "; %s\n", date);
+	received_header(s, &b);
 	int r = delivery_write(s->d, b.data, b.len);
 	buf_deinit(&b);
 	if (r < 0) {
@@ -282,12 +423,127 @@ static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
 	return APP_OK;
 }
 
+/* ---- submission: the header ------------------------------------------ */
+
+/* Do all addresses of an address field belong to the user? false for an
+ * empty or unparsable one. */
+static bool field_owned(struct smtp_sess *s, const uint8_t *v, size_t n)
+{
+	struct mime_addr_list l;
+	mime_addr_parse(v, n, 100, &l);
+	size_t seen = 0;
+	bool ok = true;
+	for (size_t i = 0; i < l.n && ok; i++) {
+		const struct mime_addr *a = &l.v[i];
+		if (a->is_group_start || a->is_group_end)
+			continue;
+		seen++;
+		if (!a->mailbox || !a->host || !a->mailbox[0] || !a->host[0] || a->syntax_error) {
+			ok = false;
+			break;
+		}
+		char *addr = xasprintf("%s@%s", a->mailbox, a->host);
+		ok = owns_address(s, addr);
+		free(addr);
+	}
+	mime_addr_list_free(&l);
+	return ok && seen > 0;
+}
+
+/* The held-back header is complete (hdr holds it, up to and including the
+ * empty line if there was one): check From:/Sender:, then write Received,
+ * the missing Message-ID/Date and the header. 0 or -1 (write failed). */
+static int submit_header(struct smtp_sess *s)
+{
+	const uint8_t *h = s->hdr.data ? s->hdr.data : (const uint8_t *)"";
+	size_t pos = 0, nlen, vlen;
+	const uint8_t *name, *val;
+	bool have_from = false, have_msgid = false, have_date = false, from_ok = true,
+	     sender_ok = true;
+	while (mime_header_next(h, s->hdr.len, &pos, &name, &nlen, &val, &vlen) == 1) {
+		if (nlen == 4 && ascii_strncasecmp((const char *)name, "From", 4) == 0) {
+			have_from = true;
+			from_ok = from_ok && field_owned(s, val, vlen);
+		} else if (nlen == 6 && ascii_strncasecmp((const char *)name, "Sender", 6) == 0) {
+			sender_ok = sender_ok && field_owned(s, val, vlen);
+		} else if (nlen == 10 && ascii_strncasecmp((const char *)name, "Message-ID", 10) == 0) {
+			have_msgid = true;
+		} else if (nlen == 4 && ascii_strncasecmp((const char *)name, "Date", 4) == 0) {
+			have_date = true;
+		}
+	}
+	if (!have_from)
+		s->hdr_refusal = "message has no From: header";
+	else if (!from_ok)
+		s->hdr_refusal = "From: address not owned by user";
+	else if (!sender_ok)
+		s->hdr_refusal = "Sender: address not owned by user";
+	s->hdr_done = true;
+	if (s->hdr_refusal)
+		return 0; /* refused at the end; nothing more is written */
+	struct buf b = BUF_INIT(0);
+	received_header(s, &b);
+	if (!have_msgid) {
+		/* RFC 6409 8.3, RFC 5322 3.6.4 */
+		char rnd[17], rnd2[17];
+		random_id(rnd);
+		random_id(rnd2);
+		buf_xprintf(&b, "Message-ID: <%s%s@%s>\n", rnd, rnd2, s->base.cfg->hostname);
+	}
+	if (!have_date) {
+		/* RFC 6409 8.2 */
+		char date[64];
+		time_rfc5322(time_unix(), date);
+		buf_xprintf(&b, "Date: %s\n", date);
+	}
+	int r = delivery_write(s->d, b.data, b.len);
+	buf_deinit(&b);
+	if (r == 0 && s->hdr.len)
+		r = delivery_write(s->d, s->hdr.data, s->hdr.len);
+	buf_deinit(&s->hdr);
+	return r;
+}
+
+/* Hold back content until the header ends (an empty line), then pass the
+ * rest through. */
+static int submit_write(struct smtp_sess *s, const uint8_t *p, size_t n)
+{
+	if (s->hdr_done)
+		return s->hdr_refusal ? 0 : delivery_write(s->d, p, n);
+	size_t old = s->hdr.len;
+	/* the empty line: "\n" at the very start, or "\n\n" possibly straddling */
+	size_t cut = 0;
+	bool found = false;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '\n')
+			continue;
+		bool prev_lf = i > 0 ? p[i - 1] == '\n'
+				     : (old == 0 || s->hdr.data[old - 1] == '\n');
+		if (prev_lf) {
+			cut = i + 1;
+			found = true;
+			break;
+		}
+	}
+	size_t take = found ? cut : n;
+	if (old + take > SUBMIT_MAX_HEADER)
+		return -1;
+	buf_xappend(&s->hdr, p, take);
+	if (!found)
+		return 0;
+	if (submit_header(s) < 0)
+		return -1;
+	return take < n ? submit_write(s, p + take, n - take) : 0;
+}
+
 static int op_data_write(void *ctx, struct smtp_server *eng, const uint8_t *p, size_t n)
 {
 	struct smtp_sess *s = ctx;
 	(void)eng;
 	if (!s->d)
 		return -1;
+	if (s->submission)
+		return submit_write(s, p, n);
 	return delivery_write(s->d, p, n);
 }
 
@@ -302,9 +558,91 @@ static void log_accepted(struct smtp_sess *s, uint64_t size)
 		log_addr(s->rcpts[i].addr, a);
 		buf_xprintf(&b, " to=%s", a);
 	}
+	if (s->user)
+		buf_xprintf(&b, " user=%s", s->user);
+	if (s->qid[0])
+		buf_xprintf(&b, " queued=%s", s->qid);
 	buf_xprintf(&b, " size=%llu result=\"250 2.0.0\"", (unsigned long long)size);
 	log_info("%s", buf_cstr(&b));
 	buf_deinit(&b);
+}
+
+static bool wants_success_dsn(const struct smtp_sess *s, const struct rcpt *r)
+{
+	return !r->remote && (r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0];
+}
+
+/* RFC 3461 5.2.2 for final local deliveries: the message is in the queue
+ * with those recipients (see enqueue_spool); record them delivered, and
+ * queue_notify() builds the "delivered" DSN to the sender (and drops the
+ * message if nothing else is left in it). Best effort: the mail itself is
+ * delivered whatever happens here. */
+static void local_success_dsn(struct smtp_sess *s, uint32_t first, size_t n)
+{
+	struct queue *q = s->base.srv->queue;
+	struct queue_result *res = xcalloc(n, sizeof *res);
+	for (size_t i = 0; i < n; i++)
+		res[i] = (struct queue_result){
+			.rcpt = first + (uint32_t)i,
+			.outcome = QUEUE_OUT_DELIVERED,
+			.err = { 250, "2.0.0", "250 2.0.0 Ok: delivered to mailbox", NULL },
+		};
+	char *err = NULL;
+	char dsn[17] = "";
+	int64_t now = time_unix();
+	if (queue_record(q, s->qid, res, n, now, &err) < 0 ||
+	    queue_notify(q, s->qid, now, dsn, &err) < 0) {
+		log_warnx("%s smtp success DSN for %s failed: %s", s->base.id, s->qid,
+			  err ? err : "?");
+		free(err);
+	} else if (dsn[0]) {
+		log_info("%s smtp dsn queued=%s action=delivered for=%s", s->base.id, dsn, s->qid);
+	}
+	free(res);
+}
+
+/* The spool copy is durable: register it with its envelope (remote
+ * recipients first, then local ones that asked for a success DSN). 0 or -1. */
+static int enqueue_spool(struct smtp_sess *s, struct delivery *d)
+{
+	const char *rel = delivery_target_file(d, s->queue_target);
+	struct queue_rcpt_spec *v = xcalloc(s->nremote + s->nsuccess, sizeof *v);
+	size_t n = 0;
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (s->rcpts[i].remote)
+			v[n++] = (struct queue_rcpt_spec){ s->rcpts[i].addr, s->rcpts[i].orcpt,
+							   s->rcpts[i].notify };
+	size_t nlocal = 0;
+	for (size_t i = 0; i < s->nrcpts; i++)
+		if (wants_success_dsn(s, &s->rcpts[i])) {
+			v[n++] = (struct queue_rcpt_spec){ s->rcpts[i].addr, s->rcpts[i].orcpt,
+							   s->rcpts[i].notify };
+			nlocal++;
+		}
+	struct queue_envelope env = {
+		.sender = s->from ? s->from : "",
+		.envid = s->envid,
+		.ret = (enum queue_ret)s->mail.ret,
+		.eightbit = s->mail.body == SMTP_BODY_8BITMIME,
+		.smtputf8 = s->mail.smtputf8,
+		.submitter = s->user,
+		.arrival = time_unix(),
+		.rcpts = v,
+		.n_rcpts = n,
+	};
+	char *err = NULL;
+	int r = rel ? queue_enqueue_file(s->base.srv->queue, &env, rel, s->qid, &err) : -1;
+	free(v);
+	if (r < 0) {
+		log_warnx("%s smtp enqueue failed: %s", s->base.id, err ? err : "no spool file");
+		free(err);
+		s->qid[0] = '\0';
+		return -1;
+	}
+	if (nlocal)
+		local_success_dsn(s, (uint32_t)(n - nlocal), nlocal);
+	server_queue_changed(s->base.srv);
+	return 0;
 }
 
 static void commit_done(struct delivery *d, int result, const char *err, void *ctx)
@@ -312,6 +650,13 @@ static void commit_done(struct delivery *d, int result, const char *err, void *c
 	struct smtp_sess *s = ctx;
 	uint64_t size = delivery_size(d);
 	s->commit_pending = false;
+	if (result == 0 && (s->nremote || s->nsuccess) && enqueue_spool(s, d) < 0) {
+		/* local copies (if any) are in; the client will retry the whole
+		 * message, so a local recipient may get it twice: better than
+		 * losing the remote ones */
+		result = -1;
+		err = "enqueue failed";
+	}
 	if (result == 0) {
 		s->accepted++;
 		log_accepted(s, size);
@@ -339,7 +684,22 @@ static void commit_done(struct delivery *d, int result, const char *err, void *c
 static enum app_verdict op_data_end(void *ctx, struct smtp_server *eng)
 {
 	struct smtp_sess *s = ctx;
-	(void)eng;
+	if (s->submission) {
+		if (!s->hdr_done && submit_header(s) < 0) {
+			delivery_abort(&s->d);
+			smtp_server_reply(eng, 451, "4.3.0",
+					  "Error: internal error, try again later (session %s)",
+					  s->base.id);
+			return APP_REJECTED;
+		}
+		if (s->hdr_refusal) {
+			delivery_abort(&s->d);
+			smtp_server_reply(eng, 553, "5.7.1", "Error: %s %s", s->hdr_refusal,
+					  s->user ? s->user : "-");
+			log_refusal(s, "from", s->from, 553, s->hdr_refusal);
+			return APP_REJECTED;
+		}
+	}
 	struct delivery *d = s->d;
 	s->d = NULL;
 	s->commit_pending = true;
@@ -374,6 +734,74 @@ static void op_log_refusal(void *ctx, struct smtp_server *eng, const char *cmd, 
 		 s->base.peer, c, code, t);
 }
 
+/* ---- AUTH -------------------------------------------------------------- */
+
+static void login_done(struct session *base, bool ok, char *canon)
+{
+	struct smtp_sess *s = (struct smtp_sess *)base;
+	s->login = NULL;
+	free(s->user);
+	s->user = ok ? canon : NULL;
+	if (!ok)
+		free(canon);
+	if (ok)
+		smtp_server_resume(s->eng, 235, "2.7.0", "Authentication successful");
+	else
+		smtp_server_resume(s->eng, 535, "5.7.8", "Authentication credentials invalid");
+	conn_kick(s->base.conn);
+}
+
+static enum app_verdict op_auth_password(void *ctx, struct smtp_server *eng, const char *mech,
+					 const char *user, const char *password)
+{
+	struct smtp_sess *s = ctx;
+	(void)eng;
+	char m[32];
+	snprintf(m, sizeof m, "%s", mech);
+	ascii_lower(m);
+	s->login = login_start(&s->base, "smtp", LOGIN_PASSWORD, m, user, password, NULL,
+			       login_done);
+	return APP_PENDING;
+}
+
+static bool op_scram_creds(void *ctx, const char *user, struct scram_creds *c)
+{
+	struct smtp_sess *s = ctx;
+	return accounts_scram_creds(s->base.srv->accounts, user, c);
+}
+
+static void delay_done(struct evloop *ev, void *ctx)
+{
+	struct smtp_sess *s = ctx;
+	(void)ev;
+	s->delay = NULL;
+	smtp_server_resume(s->eng, 535, "5.7.8", "Authentication credentials invalid");
+	conn_kick(s->base.conn);
+}
+
+/* The engine judged a SCRAM proof (or a mechanism refused the credentials):
+ * log it and hold a failure back like a wrong password. */
+static enum app_verdict op_auth_done(void *ctx, struct smtp_server *eng, const char *mech,
+				     const char *user, bool ok)
+{
+	struct smtp_sess *s = ctx;
+	(void)eng;
+	char m[32];
+	snprintf(m, sizeof m, "%s", mech);
+	ascii_lower(m);
+	unsigned delay = login_record(&s->base, "smtp", m, user, ok);
+	if (ok) {
+		free(s->user);
+		if (!accounts_user_exists(s->base.srv->accounts, user, &s->user))
+			s->user = xstrdup(user);
+		return APP_OK;
+	}
+	if (!delay)
+		return APP_OK; /* the engine answers 535 */
+	s->delay = ev_timer_add(s->base.srv->ev, delay, delay_done, s);
+	return APP_PENDING;
+}
+
 static const struct smtp_server_ops smtp_ops = {
 	.helo = op_helo,
 	.mail = op_mail,
@@ -383,6 +811,9 @@ static const struct smtp_server_ops smtp_ops = {
 	.data_end = op_data_end,
 	.data_abort = op_data_abort,
 	.rset = op_rset,
+	.auth_password = op_auth_password,
+	.scram_creds = op_scram_creds,
+	.auth_done = op_auth_done,
 	.log_refusal = op_log_refusal,
 };
 
@@ -404,6 +835,9 @@ static void sess_tls_started(void *p, const char *version, const char *cipher)
 	struct smtp_sess *s = p;
 	s->tls = true;
 	log_info("%s smtp starttls version=%s cipher=%s", s->base.id, version, cipher);
+	/* RFC 3207 4.2: forget what the client told us, an AUTH included */
+	free(s->user);
+	s->user = NULL;
 	smtp_server_tls_started(s->eng);
 }
 static void sess_timeout(void *p)
@@ -434,7 +868,12 @@ static void smtp_sess_free(struct session *base)
 {
 	struct smtp_sess *s = (struct smtp_sess *)base;
 	reset_tx(s);
+	/* a check still running on a job thread finishes without us */
+	login_cancel(&s->login);
+	if (s->delay)
+		ev_timer_del(s->base.srv->ev, &s->delay);
 	smtp_server_free(&s->eng);
+	free(s->user);
 }
 
 static const struct proto_session_ops conn_ops = {
@@ -453,6 +892,10 @@ void role_smtp_accept(struct server *srv, const struct server_listener *sl, int 
 	struct smtp_sess *s = xcalloc(1, sizeof *s);
 	session_init(&s->base, srv, "smtp", peer, port, smtp_sess_free);
 	const struct config *cfg = s->base.cfg;
+	/* RFC 6409 on 587 (STARTTLS), RFC 8314 on 465 (implicit TLS) */
+	s->submission = sl->proto == LP_SUBMISSION || sl->proto == LP_SUBMISSIONS;
+	bool implicit = sl->proto == LP_SUBMISSIONS;
+	s->tls = implicit;
 	s->set = (struct smtp_server_settings){
 		.hostname = cfg->hostname,
 		.banner = "ESMTP Tern",
@@ -460,8 +903,11 @@ void role_smtp_accept(struct server *srv, const struct server_listener *sl, int 
 		.max_line = 2048,
 		.max_rcpts = (unsigned)cfg->max_recipients,
 		.max_errors = 20,
-		.starttls_offered = s->base.tls != NULL,
-		.tls_active = false,
+		.starttls_offered = s->base.tls != NULL && !implicit,
+		.tls_active = implicit,
+		.auth_offered = s->submission,
+		.auth_plaintext = session_plaintext_ok(&s->base),
+		.auth_required = s->submission,
 	};
 	s->eng = smtp_server_new(&s->set, &smtp_ops, s);
 	log_info("%s smtp connect client=%s port=%d listener=%s", s->base.id, peer, port,
@@ -471,7 +917,7 @@ void role_smtp_accept(struct server *srv, const struct server_listener *sl, int 
 		.idle_ms = (unsigned)(cfg->smtp_timeout * 1000),
 		.max_input = 64 * 1024,
 		.tls = s->base.tls,
-		.implicit_tls = false,
+		.implicit_tls = implicit,
 		.tls_handshake_ms = 30000,
 	};
 	s->base.conn = conn_new(srv->ev, fd, &cs, &conn_ops, s);

@@ -167,7 +167,8 @@ static void on_accept(struct listener *l, int fd, const struct sockaddr_storage 
 		log_warnx("refusing connection from %s: max_connections (%llu) reached", addr,
 			  (unsigned long long)cfg->max_connections);
 		static const char msg[] = "421 4.7.0 Server busy, try again later\r\n";
-		if (sl->proto == LP_SMTP && write(fd, msg, sizeof msg - 1) < 0) {
+		if ((sl->proto == LP_SMTP || sl->proto == LP_SUBMISSION) &&
+		    write(fd, msg, sizeof msg - 1) < 0) {
 			/* best effort */
 		}
 		close(fd);
@@ -178,7 +179,8 @@ static void on_accept(struct listener *l, int fd, const struct sockaddr_storage 
 		log_warnx("refusing connection from %s: max_connections_per_ip (%llu) reached",
 			  addr, (unsigned long long)cfg->max_connections_per_ip);
 		static const char msg[] = "421 4.7.0 Too many connections from your address\r\n";
-		if (sl->proto == LP_SMTP && write(fd, msg, sizeof msg - 1) < 0) {
+		if ((sl->proto == LP_SMTP || sl->proto == LP_SUBMISSION) &&
+		    write(fd, msg, sizeof msg - 1) < 0) {
 			/* best effort */
 		}
 		close(fd);
@@ -197,6 +199,8 @@ static void on_accept(struct listener *l, int fd, const struct sockaddr_storage 
 	c->n++;
 	switch (sl->proto) {
 	case LP_SMTP:
+	case LP_SUBMISSION:  /* RFC 6409, STARTTLS */
+	case LP_SUBMISSIONS: /* RFC 8314, implicit TLS */
 		role_smtp_accept(srv, sl, fd, addr, port);
 		break;
 	case LP_IMAP:
@@ -220,10 +224,9 @@ static const struct {
 	const char *what; /* NULL = implemented */
 } listener_keys[] = {
 	{ "smtp_listen", LP_SMTP, offsetof(struct config, smtp_listen), NULL },
-	{ "submission_listen", LP_SUBMISSION, offsetof(struct config, submission_listen),
-	  "submission (issue 6)" },
+	{ "submission_listen", LP_SUBMISSION, offsetof(struct config, submission_listen), NULL },
 	{ "submissions_listen", LP_SUBMISSIONS, offsetof(struct config, submissions_listen),
-	  "submission (issue 6)" },
+	  NULL },
 	{ "imap_listen", LP_IMAP, offsetof(struct config, imap_listen), NULL },
 	{ "imaps_listen", LP_IMAPS, offsetof(struct config, imaps_listen), NULL },
 	{ "pop3_listen", LP_POP3, offsetof(struct config, pop3_listen), NULL },

@@ -24,7 +24,7 @@ class Tern:
 
     def __init__(self, tmp_path, extra="", domains="example.org example.net",
                  users=(("alice@example.org", "alicepw"), ("bob@example.org", "bobpw")),
-                 pop3=False, imap=False):
+                 pop3=False, imap=False, submission=False):
         self.dir = str(tmp_path)
         self.data = os.path.join(self.dir, "var")
         self.conf = os.path.join(self.dir, "tern.conf")
@@ -41,6 +41,10 @@ class Tern:
         if imap:
             # IMAP (issue 5) and IMAP over implicit TLS on ephemeral ports too
             self.base_conf += "imap_listen = 127.0.0.1:0\nimaps_listen = 127.0.0.1:0\n"
+        if submission:
+            # submission (issue 6): 587-style STARTTLS and 465-style implicit TLS
+            self.base_conf += ("submission_listen = 127.0.0.1:0\n"
+                               "submissions_listen = 127.0.0.1:0\n")
         self.extra = extra
         self.write_conf(self.base_conf + extra)
         self.users = list(users)
@@ -123,6 +127,14 @@ class Tern:
     @property
     def imaps_port(self):
         return self.ports["imaps"]
+
+    @property
+    def submission_port(self):
+        return self.ports["submission"]
+
+    @property
+    def submissions_port(self):
+        return self.ports["submissions"]
 
     def connect(self, port=None, timeout=10):
         return socket.create_connection(("127.0.0.1", port or self.smtp_port), timeout=timeout)

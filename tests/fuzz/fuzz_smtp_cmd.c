@@ -3,7 +3,9 @@
  * sizes are derived from the input, against a stub app that cycles through
  * OK / REJECTED / PENDING (resumed at once) and small limits. Checks that
  * every reply line is well formed and that only a pending verdict leaves
- * input unconsumed. Also runs smtp_parse_path over the raw input. */
+ * input unconsumed. Knob bits of the first byte switch on AUTH (16),
+ * plaintext AUTH (32) and required AUTH (64). Also runs smtp_parse_path
+ * over the raw input. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 struct fstub {
 	unsigned n;
-	int pending; /* 0 none, 1 mail/rcpt, 2 data_begin, 3 data_end */
+	int pending; /* 0 none, 1 mail/rcpt, 2 data_begin, 3 data_end, 4 auth */
 	uint64_t written;
 };
 
@@ -84,7 +86,16 @@ static void f_abort(void *ctx, struct smtp_server *s, int code, const char *text
 	((struct fstub *)ctx)->written = 0;
 }
 
+static enum app_verdict f_auth(void *ctx, struct smtp_server *s, const char *mech,
+			       const char *user, const char *password)
+{
+	if (!mech[0] || strlen(user) > 4096 || strlen(password) > 4096)
+		abort();
+	return verdict(ctx, s, 4);
+}
+
 static const struct smtp_server_ops fops = {
+	.auth_password = f_auth,
 	.mail = f_mail,
 	.rcpt = f_rcpt,
 	.data_begin = f_begin,
@@ -102,6 +113,8 @@ static void resume(struct fstub *f, struct smtp_server *s)
 		smtp_server_resume(s, (f->n & 1) ? 354 : 554, NULL, "begin");
 	else if (k == 3)
 		smtp_server_resume(s, 250, "2.0.0", "Ok: queued as %u", f->n);
+	else if (k == 4)
+		smtp_server_resume(s, (f->n & 1) ? 235 : 535, NULL, "auth");
 	else
 		smtp_server_resume(s, (f->n & 1) ? 250 : 450, NULL, "later");
 }
@@ -148,6 +161,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.max_errors = 10,
 		.starttls_offered = knobs & 1,
 		.tls_active = (knobs & 6) == 6,
+		.auth_offered = knobs & 16,
+		.auth_plaintext = knobs & 32,
+		.auth_required = knobs & 64,
 	};
 	struct fstub f = { 0, 0, 0 };
 	struct smtp_server *s = smtp_server_new(&set, &fops, &f);

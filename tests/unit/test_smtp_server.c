@@ -22,9 +22,10 @@
 struct stub_cfg {
 	bool pend_mail, pend_rcpt, pend_begin, end_ok;
 	bool reject_begin, fail_write;
+	bool pend_auth;
 };
 
-enum stub_what { W_NONE, W_MAIL, W_RCPT, W_BEGIN, W_END };
+enum stub_what { W_NONE, W_MAIL, W_RCPT, W_BEGIN, W_END, W_AUTH };
 
 struct stub {
 	struct stub_cfg cfg;
@@ -32,6 +33,7 @@ struct stub {
 	bool in_write; /* last log entry is content: coalesce writes */
 	enum stub_what what;
 	char last_rcpt[256];
+	char last_pass[64];
 	unsigned queued;
 };
 
@@ -61,6 +63,9 @@ static enum app_verdict st_mail(void *ctx, struct smtp_server *s, const struct s
 	struct stub *st = ctx;
 	logf_(st, "mail <%s> size=%llu body=%d utf8=%d", m->from, (unsigned long long)m->size,
 	      (int)m->body, m->smtputf8);
+	if (m->ret || m->envid || m->auth)
+		logf_(st, "dsn ret=%d envid=%s auth=%s", (int)m->ret, m->envid ? m->envid : "-",
+		      m->auth ? m->auth : "-");
 	if (strcmp(m->from, "reject@x.test") == 0) {
 		smtp_server_reply(s, 550, "5.7.1", "Sender rejected");
 		return APP_REJECTED;
@@ -81,6 +86,8 @@ static enum app_verdict st_rcpt(void *ctx, struct smtp_server *s, const struct s
 {
 	struct stub *st = ctx;
 	logf_(st, "rcpt <%s>", r->to);
+	if (r->notify || r->orcpt)
+		logf_(st, "dsn notify=%u orcpt=%s", r->notify, r->orcpt ? r->orcpt : "-");
 	snprintf(st->last_rcpt, sizeof st->last_rcpt, "%s", r->to);
 	if (st->cfg.pend_rcpt) {
 		st->what = W_RCPT;
@@ -149,7 +156,24 @@ static void st_refusal(void *ctx, struct smtp_server *s, const char *cmd, int co
 	logf_(ctx, "refusal %s %d %s", cmd, code, text);
 }
 
+static enum app_verdict st_auth_password(void *ctx, struct smtp_server *s, const char *mech,
+					 const char *user, const char *password)
+{
+	struct stub *st = ctx;
+	logf_(st, "auth %s %s %s", mech, user, password);
+	snprintf(st->last_pass, sizeof st->last_pass, "%s", password);
+	if (st->cfg.pend_auth) {
+		st->what = W_AUTH;
+		return APP_PENDING;
+	}
+	if (strcmp(password, "pw") == 0)
+		return APP_OK;
+	smtp_server_reply(s, 535, "5.7.8", "Authentication credentials invalid");
+	return APP_REJECTED;
+}
+
 static const struct smtp_server_ops stub_ops = {
+	.auth_password = st_auth_password,
 	.helo = st_helo,
 	.mail = st_mail,
 	.rcpt = st_rcpt,
@@ -181,6 +205,12 @@ static void stub_resume(struct stub *st, struct smtp_server *s)
 	case W_END:
 		smtp_server_resume(s, 250, "2.0.0", "Ok: queued as Q%u", ++st->queued);
 		break;
+	case W_AUTH:
+		if (strcmp(st->last_pass, "pw") == 0)
+			smtp_server_resume(s, 235, "2.7.0", "Authentication successful");
+		else
+			smtp_server_resume(s, 535, "5.7.8", "Authentication credentials invalid");
+		break;
 	case W_NONE:
 		fail_msg("engine pending but the stub is not");
 	}
@@ -205,6 +235,7 @@ struct scenario {
 	size_t max_line;
 	unsigned max_rcpts, max_errors;
 	bool starttls, tls;
+	bool auth, auth_plaintext, auth_required;
 	const char *want_out; /* NULL: only check that all splits agree */
 	const char *want_log; /* NULL: not checked against a literal */
 	bool no_every_split;  /* too long for the every-split-point loop */
@@ -261,6 +292,9 @@ static void run_scenario(const struct scenario *sc, enum mode mode, size_t arg, 
 		.max_errors = sc->max_errors ? sc->max_errors : 5,
 		.starttls_offered = sc->starttls,
 		.tls_active = sc->tls,
+		.auth_offered = sc->auth,
+		.auth_plaintext = sc->auth_plaintext,
+		.auth_required = sc->auth_required,
 	};
 	struct driver d;
 	memset(&d, 0, sizeof d);
@@ -374,7 +408,7 @@ static void check_table(const struct scenario *t, size_t n)
 #define EHLO_C "EHLO client.test\r\n"
 #define EHLO_S                                                                                     \
 	"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"                     \
-	"250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+	"250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
 #define EHLO_L "helo client.test ehlo=1\n"
 #define TX_C EHLO_C "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
 #define TX_S GREETING EHLO_S "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
@@ -470,7 +504,7 @@ static void test_ehlo(void **state)
 		  .starttls = true,
 		  .want_out = GREETING
 		  "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
-		  "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n" },
+		  "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n" },
 		{ .name = "ehlo under implicit tls",
 		  .steps = { { EHLO_C } },
 		  .starttls = true,
@@ -643,7 +677,7 @@ static void test_long_data_line(void **state)
 		.max_size = 1000000,
 		.want_out = GREETING
 		"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n"
-		"250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+		"250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
 		"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
 		"354 End data with <CR><LF>.<CR><LF>\r\n" QUEUED,
 		.no_every_split = true,
@@ -686,14 +720,14 @@ static void test_data_limits(void **state)
 		  .max_size = 1000,
 		  .want_out = GREETING
 		  "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n"
-		  "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+		  "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
 		  "552 5.3.4 Message size exceeds fixed limit\r\n250 2.1.0 Ok\r\n" },
 		{ .name = "actual size",
 		  .steps = { { TX_C "DATA\r\n" }, { big }, { "more\r\n.\r\nNOOP\r\n" } },
 		  .max_size = 1000,
 		  .want_out = GREETING
 		  "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 1000\r\n250-8BITMIME\r\n"
-		  "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+		  "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
 		  "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
 		  "552 5.3.4 Error: message too big\r\n250 2.0.0 Ok\r\n",
 		  .want_log = log },
@@ -763,7 +797,7 @@ static void test_bdat(void **state)
 		  .max_size = 10,
 		  .want_out = GREETING
 		  "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10\r\n250-8BITMIME\r\n"
-		  "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+		  "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
 		  "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.0.0 6 octets received\r\n"
 		  "552 5.3.4 Error: message too big\r\n503 5.5.1 Error: need MAIL command\r\n"
 		  "250 2.0.0 Ok\r\n",
@@ -881,7 +915,7 @@ static void test_syntax_errors(void **state)
 	} r[] = {
 		{ "RCPT TO:<>", "501 5.1.3 Bad recipient address syntax" },
 		{ "RCPT TO:b@y.test", "501 5.1.3 Bad recipient address syntax" },
-		{ "RCPT TO:<b@y.test> NOTIFY=NEVER", "555 5.5.4 Unsupported option: NOTIFY" },
+		{ "RCPT TO:<b@y.test> XFOO=1", "555 5.5.4 Unsupported option: XFOO" },
 		{ "RCPT TO:<b@y.test> !", "501 5.5.4 Syntax: RCPT TO:<address> [parameters]" },
 		{ "RCPT FROM:<b@y.test>", "501 5.5.4 Syntax: RCPT TO:<address>" },
 		{ "RCPT TO:<j\xc3\xb6@y.test>", "553 5.6.7 Error: non-ASCII address requires SMTPUTF8" },
@@ -972,7 +1006,7 @@ static void test_starttls(void **state)
 		  .starttls = true,
 		  .want_out = GREETING
 		  "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
-		  "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+		  "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
 		  "220 2.0.0 Ready to start TLS\r\n"
 		  "503 5.5.1 Error: send HELO/EHLO first\r\n" EHLO_S
 		  "503 5.5.1 Error: TLS already active\r\n",
@@ -983,7 +1017,7 @@ static void test_starttls(void **state)
 		  .starttls = true,
 		  .want_out = GREETING
 		  "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
-		  "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250 CHUNKING\r\n"
+		  "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
 		  "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n501 5.5.4 Syntax: STARTTLS\r\n"
 		  "503 5.5.1 Error: MAIL transaction in progress\r\n" },
 	};
@@ -1111,6 +1145,210 @@ static void test_timeout_while_committing(void **state)
 	buf_deinit(&st.log);
 }
 
+/* ---- AUTH (RFC 4954) -------------------------------------------------- */
+
+#define EHLO_AUTH_S                                                                                \
+	"250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"                     \
+	"250-ENHANCEDSTATUSCODES\r\n250-AUTH PLAIN LOGIN\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n"    \
+	"250 DSN\r\n"
+#define PLAIN_OK "AHVAeC50ZXN0AHB3"  /* "\0u@x.test\0pw" */
+#define PLAIN_BAD "AHVAeC50ZXN0AG5v" /* "\0u@x.test\0no" */
+#define AUTH_OK "235 2.7.0 Authentication successful\r\n"
+#define AUTH_BAD "535 5.7.8 Authentication credentials invalid\r\n"
+
+static void test_auth(void **state)
+{
+	(void)state;
+	static const struct scenario sc[] = {
+		{ .name = "submission: 530 until AUTH, then mail flows",
+		  .auth = true, .auth_plaintext = true, .auth_required = true,
+		  .steps = { { EHLO_C "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"
+				      "VRFY x\r\nNOOP\r\nAUTH PLAIN " PLAIN_OK "\r\n"
+				      "MAIL FROM:<a@x.test>\r\nQUIT\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S "530 5.7.0 Authentication required\r\n"
+			      "530 5.7.0 Authentication required\r\n"
+			      "530 5.7.0 Authentication required\r\n"
+			      "530 5.7.0 Authentication required\r\n"
+			      "250 2.0.0 Ok\r\n" AUTH_OK "250 2.1.0 Ok\r\n221 2.0.0 Bye\r\n" },
+		{ .name = "pending password check holds the pipeline",
+		  .auth = true, .auth_plaintext = true, .auth_required = true,
+		  .cfg = { .pend_auth = true },
+		  .steps = { { EHLO_C "AUTH PLAIN " PLAIN_OK "\r\nMAIL FROM:<a@x.test>\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S AUTH_OK "250 2.1.0 Ok\r\n",
+		  .want_log = EHLO_L "auth PLAIN u@x.test pw\n"
+				     "mail <a@x.test> size=0 body=0 utf8=0\n" },
+		{ .name = "wrong password, pending: 535 and still 530",
+		  .auth = true, .auth_plaintext = true, .auth_required = true,
+		  .cfg = { .pend_auth = true },
+		  .steps = { { EHLO_C "AUTH PLAIN " PLAIN_BAD "\r\nMAIL FROM:<a@x.test>\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S AUTH_BAD "530 5.7.0 Authentication required\r\n" },
+		{ .name = "challenge and response, empty 334",
+		  .auth = true, .auth_plaintext = true,
+		  .steps = { { EHLO_C "AUTH plain\r\n" PLAIN_OK "\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S "334 \r\n" AUTH_OK },
+		{ .name = "LOGIN",
+		  .auth = true, .auth_plaintext = true,
+		  .steps = { { EHLO_C "AUTH LOGIN\r\ndUB4LnRlc3Q=\r\ncHc=\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S "334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n" AUTH_OK,
+		  .want_log = EHLO_L "auth LOGIN u@x.test pw\n" },
+		{ .name = "LOGIN with an initial response",
+		  .auth = true, .auth_plaintext = true,
+		  .steps = { { EHLO_C "AUTH LOGIN dUB4LnRlc3Q=\r\ncHc=\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S "334 UGFzc3dvcmQ6\r\n" AUTH_OK },
+		{ .name = "cancel, bad base64, '=' for PLAIN, wrong password",
+		  .auth = true, .auth_plaintext = true,
+		  .steps = { { EHLO_C "AUTH PLAIN\r\n*\r\nAUTH PLAIN\r\nA===\r\n"
+				      "AUTH PLAIN !!!!\r\nAUTH PLAIN =\r\nAUTH PLAIN " PLAIN_BAD "\r\n"
+				      "AUTH LOGIN\r\n*\r\nNOOP\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S "334 \r\n501 5.0.0 Authentication aborted\r\n"
+			      "334 \r\n501 5.5.2 Invalid base64 data\r\n"
+			      "501 5.5.2 Invalid base64 data\r\n"
+			      "501 5.5.2 Invalid authentication exchange\r\n" AUTH_BAD
+			      "334 VXNlcm5hbWU6\r\n501 5.0.0 Authentication aborted\r\n"
+			      "250 2.0.0 Ok\r\n" },
+		{ .name = "state rules: EHLO first, once only, not in a transaction",
+		  .auth = true, .auth_plaintext = true, .max_errors = 20,
+		  .steps = { { "HELO c\r\nAUTH PLAIN " PLAIN_OK "\r\n" EHLO_C
+			       "MAIL FROM:<a@x.test>\r\nAUTH PLAIN " PLAIN_OK "\r\nRSET\r\n"
+			       "AUTH PLAIN " PLAIN_OK "\r\nAUTH PLAIN " PLAIN_OK "\r\n"
+			       "AUTH\r\nAUTH CRAM-MD5\r\n" } },
+		  .want_out = GREETING "250 mx.test\r\n503 5.5.1 Error: send EHLO first\r\n" EHLO_AUTH_S
+			      "250 2.1.0 Ok\r\n503 5.5.1 Error: MAIL transaction in progress\r\n"
+			      "250 2.0.0 Ok\r\n" AUTH_OK
+			      "503 5.5.1 Error: already authenticated\r\n"
+			      "503 5.5.1 Error: already authenticated\r\n"
+			      "503 5.5.1 Error: already authenticated\r\n" },
+		{ .name = "unknown mechanism and missing argument",
+		  .auth = true, .auth_plaintext = true,
+		  .steps = { { EHLO_C "AUTH CRAM-MD5\r\nAUTH\r\nAUTH SCRAM-SHA-256\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S "504 5.5.4 Unrecognized authentication type\r\n"
+			      "501 5.5.4 Syntax: AUTH mechanism [response]\r\n"
+			      /* the stub has no scram_creds: not offered */
+			      "504 5.5.4 Unrecognized authentication type\r\n" },
+		{ .name = "no plaintext without TLS: not offered, 504",
+		  .auth = true, .auth_required = true,
+		  .steps = { { EHLO_C "AUTH PLAIN " PLAIN_OK "\r\nAUTH LOGIN\r\n" } },
+		  .want_out = GREETING
+			      "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
+			      "250-ENHANCEDSTATUSCODES\r\n250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n"
+			      "504 5.5.4 Error: mechanism requires TLS (use STARTTLS)\r\n"
+			      "504 5.5.4 Error: mechanism requires TLS (use STARTTLS)\r\n" },
+		{ .name = "plaintext under implicit TLS",
+		  .auth = true, .auth_required = true, .tls = true,
+		  .steps = { { EHLO_C "AUTH PLAIN " PLAIN_OK "\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S AUTH_OK },
+		{ .name = "STARTTLS forgets an earlier AUTH",
+		  .auth = true, .auth_plaintext = true, .auth_required = true, .starttls = true,
+		  .steps = { { EHLO_C "AUTH PLAIN " PLAIN_OK "\r\nSTARTTLS\r\n", 0, EV_TLS },
+			     { EHLO_C "MAIL FROM:<a@x.test>\r\n" } },
+		  .want_out = GREETING
+			      "250-mx.test\r\n250-PIPELINING\r\n250-SIZE 10000\r\n250-8BITMIME\r\n"
+			      "250-ENHANCEDSTATUSCODES\r\n250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n"
+			      "250-SMTPUTF8\r\n250-CHUNKING\r\n250 DSN\r\n" AUTH_OK
+			      "220 2.0.0 Ready to start TLS\r\n" EHLO_AUTH_S
+			      "530 5.7.0 Authentication required\r\n" },
+		{ .name = "BDAT before AUTH: chunk skipped, then 530",
+		  .auth = true, .auth_plaintext = true, .auth_required = true,
+		  .steps = { { EHLO_C "BDAT 5 LAST\r\nhelloNOOP\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S "530 5.7.0 Authentication required\r\n"
+			      "250 2.0.0 Ok\r\n" },
+		{ .name = "overlong response line: 500 5.5.6",
+		  .auth = true, .auth_plaintext = true, .max_line = 64,
+		  .steps = { { EHLO_C "AUTH PLAIN\r\n"
+				      "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"
+				      "QUFBQUFBQUFB\r\nNOOP\r\n" } },
+		  .want_out = GREETING EHLO_AUTH_S "334 \r\n"
+			      "500 5.5.6 Authentication exchange line is too long\r\n"
+			      "250 2.0.0 Ok\r\n" },
+	};
+	check_table(sc, N_ELEMENTS(sc));
+}
+
+/* ---- DSN parameters (RFC 3461) ------------------------------------------- */
+
+static void test_dsn_params(void **state)
+{
+	(void)state;
+	static const struct scenario sc[] = {
+		{ .name = "DSN and AUTH= values reach the app decoded",
+		  .steps = { { EHLO_C "MAIL FROM:<a@x.test> RET=hdrs ENVID=QQ+2B314 AUTH=<>\r\n"
+				      "RCPT TO:<b@y.test> NOTIFY=success,FAILURE,Delay "
+				      "ORCPT=rfc822;b+2Bx@y.test\r\n"
+				      "RCPT TO:<c@y.test> NOTIFY=NEVER\r\n"
+				      "RCPT TO:<d@y.test> ORCPT=utf-8;d@y.test\r\n" } },
+		  .want_out = GREETING EHLO_S "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n"
+			      "250 2.1.5 Ok\r\n",
+		  .want_log = EHLO_L "mail <a@x.test> size=0 body=0 utf8=0\n"
+				     "dsn ret=2 envid=QQ+314 auth=<>\n"
+				     "rcpt <b@y.test>\ndsn notify=14 orcpt=rfc822;b+x@y.test\n"
+				     "rcpt <c@y.test>\ndsn notify=1 orcpt=-\n"
+				     "rcpt <d@y.test>\ndsn notify=0 orcpt=utf-8;d@y.test\n" },
+		{ .name = "RET=FULL, AUTH=xtext",
+		  .steps = { { EHLO_C "MAIL FROM:<> RET=FULL AUTH=a+40b\r\n" } },
+		  .want_out = GREETING EHLO_S "250 2.1.0 Ok\r\n",
+		  .want_log = EHLO_L "mail <> size=0 body=0 utf8=0\ndsn ret=1 envid=- auth=a@b\n" },
+	};
+	check_table(sc, N_ELEMENTS(sc));
+	static const struct {
+		const char *cmd, *reply;
+	} m[] = {
+		{ "MAIL FROM:<a@x.test> RET=ALL", "501 5.5.4 Bad RET parameter syntax" },
+		{ "MAIL FROM:<a@x.test> RET", "501 5.5.4 Bad RET parameter syntax" },
+		{ "MAIL FROM:<a@x.test> RET=FULL RET=HDRS", "501 5.5.4 Error: duplicate parameter" },
+		{ "MAIL FROM:<a@x.test> ENVID", "501 5.5.4 Bad ENVID parameter syntax" },
+		{ "MAIL FROM:<a@x.test> ENVID=a+zz", "501 5.5.4 Bad ENVID parameter syntax" },
+		{ "MAIL FROM:<a@x.test> ENVID=a+0A", "501 5.5.4 Bad ENVID parameter syntax" },
+		{ "MAIL FROM:<a@x.test> ENVID=a+", "501 5.5.4 Bad ENVID parameter syntax" },
+		{ "MAIL FROM:<a@x.test> ENVID=x ENVID=y", "501 5.5.4 Error: duplicate parameter" },
+		{ "MAIL FROM:<a@x.test> ENVID="
+		  "0123456789012345678901234567890123456789012345678901234567890123456789"
+		  "0123456789012345678901234567890",
+		  "501 5.5.4 Bad ENVID parameter syntax" },
+		{ "MAIL FROM:<a@x.test> AUTH", "501 5.5.4 Bad AUTH parameter syntax" },
+		{ "MAIL FROM:<a@x.test> AUTH=<> AUTH=<>", "501 5.5.4 Error: duplicate parameter" },
+	};
+	for (size_t i = 0; i < N_ELEMENTS(m); i++) {
+		char in[512], out[1024];
+		snprintf(in, sizeof in, EHLO_C "%s\r\nNOOP\r\n", m[i].cmd);
+		snprintf(out, sizeof out, GREETING EHLO_S "%s\r\n250 2.0.0 Ok\r\n", m[i].reply);
+		const struct scenario one = { .name = m[i].cmd, .steps = { { in } }, .want_out = out };
+		check_scenario(&one);
+	}
+	static const struct {
+		const char *cmd, *reply;
+	} r[] = {
+		{ "RCPT TO:<b@y.test> NOTIFY", "501 5.5.4 Bad NOTIFY parameter syntax" },
+		{ "RCPT TO:<b@y.test> NOTIFY=NEVER,SUCCESS", "501 5.5.4 Bad NOTIFY parameter syntax" },
+		{ "RCPT TO:<b@y.test> NOTIFY=SUCCESS,SUCCESS", "501 5.5.4 Bad NOTIFY parameter syntax" },
+		{ "RCPT TO:<b@y.test> NOTIFY=SUCCESS,", "501 5.5.4 Bad NOTIFY parameter syntax" },
+		{ "RCPT TO:<b@y.test> NOTIFY=,DELAY", "501 5.5.4 Bad NOTIFY parameter syntax" },
+		{ "RCPT TO:<b@y.test> NOTIFY=SOMETIMES", "501 5.5.4 Bad NOTIFY parameter syntax" },
+		{ "RCPT TO:<b@y.test> NOTIFY=DELAY NOTIFY=DELAY", "501 5.5.4 Error: duplicate parameter" },
+		{ "RCPT TO:<b@y.test> ORCPT=rfc822", "501 5.5.4 Bad ORCPT parameter syntax" },
+		{ "RCPT TO:<b@y.test> ORCPT=;b@y.test", "501 5.5.4 Bad ORCPT parameter syntax" },
+		{ "RCPT TO:<b@y.test> ORCPT=rfc822;", "501 5.5.4 Bad ORCPT parameter syntax" },
+		{ "RCPT TO:<b@y.test> ORCPT=rf.c;b@y.test", "501 5.5.4 Bad ORCPT parameter syntax" },
+		{ "RCPT TO:<b@y.test> ORCPT=rfc822;b+00@y.test", "501 5.5.4 Bad ORCPT parameter syntax" },
+		{ "RCPT TO:<b@y.test> ORCPT=rfc822;a ORCPT=rfc822;b", "501 5.5.4 Error: duplicate parameter" },
+	};
+	for (size_t i = 0; i < N_ELEMENTS(r); i++) {
+		char in[512], out[1024];
+		snprintf(in, sizeof in, TX_C "%s\r\nNOOP\r\n", r[i].cmd);
+		snprintf(out, sizeof out, TX_S "%s\r\n250 2.0.0 Ok\r\n", r[i].reply);
+		const struct scenario one = { .name = r[i].cmd, .steps = { { in } }, .want_out = out };
+		check_scenario(&one);
+	}
+	/* HELO clients use no extensions (RFC 5321 2.2.1) */
+	const struct scenario helo = {
+		.name = "DSN after HELO",
+		.steps = { { "HELO c\r\nMAIL FROM:<a@x.test> RET=FULL\r\nMAIL FROM:<a@x.test>\r\n"
+			     "RCPT TO:<b@y.test> NOTIFY=NEVER\r\n" } },
+		.want_out = GREETING "250 mx.test\r\n555 5.5.4 Error: parameters need EHLO: RET\r\n"
+			    "250 2.1.0 Ok\r\n555 5.5.4 Error: parameters need EHLO: NOTIFY\r\n",
+	};
+	check_scenario(&helo);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1132,6 +1370,8 @@ int main(void)
 		cmocka_unit_test(test_line_limits),
 		cmocka_unit_test(test_starttls),
 		cmocka_unit_test(test_timeout_shutdown),
+		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_dsn_params),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

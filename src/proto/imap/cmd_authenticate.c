@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "auth/sasl.h"
+#include "auth/sasl_wire.h"
 #include "base/util.h"
 #include "proto/imap/imap_int.h"
 
@@ -58,45 +59,6 @@ void imap_sasl_end(struct imap_server *s)
 	}
 }
 
-static char *scram_username(const uint8_t *p, size_t n)
-{
-	/* RFC 5802 7: gs2-header "," [authzid] "," then "n=" saslname */
-	const uint8_t *c1 = n ? memchr(p, ',', n) : NULL;
-	if (!c1)
-		return NULL;
-	const uint8_t *c2 = memchr(c1 + 1, ',', n - (size_t)(c1 + 1 - p));
-	if (!c2)
-		return NULL;
-	const uint8_t *u = c2 + 1, *end = p + n;
-	if (end - u < 3 || u[0] != 'n' || u[1] != '=')
-		return NULL;
-	u += 2;
-	const uint8_t *e = memchr(u, ',', (size_t)(end - u));
-	if (!e || e == u)
-		return NULL;
-	char *out = xmalloc((size_t)(e - u) + 1);
-	size_t o = 0;
-	for (const uint8_t *q = u; q < e; q++) {
-		if (*q == '\0')
-			goto bad;
-		if (*q != '=') {
-			out[o++] = (char)*q;
-			continue;
-		}
-		if (e - q >= 3 && q[1] == '2' && q[2] == 'C')
-			out[o++] = ',';
-		else if (e - q >= 3 && q[1] == '3' && q[2] == 'D')
-			out[o++] = '=';
-		else
-			goto bad;
-		q += 2;
-	}
-	out[o] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
-}
 
 static void sasl_done(struct imap_server *s, bool ok)
 {
@@ -114,9 +76,7 @@ static void sasl_done(struct imap_server *s, bool ok)
 
 static void challenge(struct imap_server *s, const uint8_t *p, size_t n)
 {
-	char *b64 = base64_encode(p, n);
-	buf_xprintf(&s->out, "+ %s\r\n", b64);
-	free(b64);
+	sasl_wire_challenge(&s->out, "+ ", p, n);
 	s->in_sasl = true;
 	imap_parser_read_line(s->parser);
 }
@@ -139,10 +99,10 @@ static void auth_step(struct imap_server *s, const uint8_t *in, size_t n, bool h
 		s->sasl_had_input = true;
 		if (scram) {
 			free(s->sasl_claimed);
-			s->sasl_claimed = scram_username(in, n);
+			s->sasl_claimed = sasl_wire_scram_username(in, n);
 		}
 		char *user = NULL;
-		if (s->ops->scram_prepare && scram && (user = scram_username(in, n)) != NULL) {
+		if (s->ops->scram_prepare && scram && (user = sasl_wire_scram_username(in, n)) != NULL) {
 			buf_clear(&s->sasl_in);
 			buf_xappend(&s->sasl_in, in, n);
 			enum imap_verdict v = s->ops->scram_prepare(s->ctx, s, user);
@@ -217,13 +177,17 @@ void imap_sasl_continue(struct imap_server *s, enum imap_verdict v)
 void imap_sasl_line(struct imap_server *s, const uint8_t *l, size_t len)
 {
 	s->in_sasl = false;
-	if (len == 1 && l[0] == '*') {
+	uint8_t *dec = NULL;
+	size_t declen = 0;
+	enum sasl_wire_kind k = sasl_wire_decode((const char *)l, len, false, &dec, &declen);
+	if (k == SASL_WIRE_CANCEL) {
 		/* RFC 9051 6.2.2: the client cancels; BAD */
 		imap_sasl_end(s);
 		imap_bad(s, "Authentication cancelled");
 		return;
 	}
 	if (s->sasl_final) {
+		sasl_wire_free(dec, declen);
 		if (len != 0) {
 			sasl_failed(s, true, "Authentication failed");
 			return;
@@ -240,15 +204,12 @@ void imap_sasl_line(struct imap_server *s, const uint8_t *l, size_t len)
 		imap_login_verdict(s, IMAP_OK);
 		return;
 	}
-	uint8_t *dec = NULL;
-	size_t declen = 0;
-	if (base64_decode((const char *)l, len, &dec, &declen) < 0) {
+	if (k != SASL_WIRE_DATA) {
 		sasl_failed(s, false, "Invalid base64 data");
 		return;
 	}
 	auth_step(s, dec, declen, true);
-	memset(dec, 0, declen);
-	free(dec);
+	sasl_wire_free(dec, declen);
 }
 
 void imap_cmd_authenticate(struct imap_server *s, const struct imap_arg *args, size_t n)
@@ -280,18 +241,13 @@ void imap_cmd_authenticate(struct imap_server *s, const struct imap_arg *args, s
 		auth_step(s, NULL, 0, false);
 		return;
 	}
-	/* RFC 4959: "=" is an empty initial response */
-	if (irl == 1 && ir[0] == '=') {
-		auth_step(s, NULL, 0, true);
-		return;
-	}
+	/* RFC 4959: "=" is an empty initial response (sasl_wire) */
 	uint8_t *dec = NULL;
 	size_t declen = 0;
-	if (base64_decode(ir, irl, &dec, &declen) < 0) {
+	if (sasl_wire_decode(ir, irl, true, &dec, &declen) != SASL_WIRE_DATA) {
 		sasl_failed(s, false, "Invalid base64 data");
 		return;
 	}
 	auth_step(s, dec, declen, true);
-	memset(dec, 0, declen);
-	free(dec);
+	sasl_wire_free(dec, declen);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "auth/sasl.h"
+#include "auth/sasl_wire.h"
 #include "base/util.h"
 #include "proto/pop3/pop3_int.h"
 
@@ -246,9 +247,7 @@ static void sasl_done(struct pop3_server *s, bool ok)
 static void challenge(struct pop3_server *s, const uint8_t *p, size_t n)
 {
 	/* RFC 5034 4: "+" SP base64; an empty challenge is "+ " */
-	char *b64 = base64_encode(p, n);
-	buf_xprintf(&s->out, "+ %s\r\n", b64);
-	free(b64);
+	sasl_wire_challenge(&s->out, "+ ", p, n);
 }
 
 /* Bad credentials count as a failed login; a malformed exchange (bad
@@ -263,45 +262,7 @@ static void sasl_failed(struct pop3_server *s, bool credentials, const char *tex
 
 char *pop3_scram_username(const uint8_t *p, size_t n)
 {
-	/* gs2-header = gs2-cbind-flag "," [authzid] ","; then "n=" saslname */
-	if (n == 0)
-		return NULL;
-	const uint8_t *c1 = memchr(p, ',', n);
-	if (!c1)
-		return NULL;
-	const uint8_t *c2 = memchr(c1 + 1, ',', n - (size_t)(c1 + 1 - p));
-	if (!c2)
-		return NULL;
-	const uint8_t *u = c2 + 1, *end = p + n;
-	if (end - u < 3 || u[0] != 'n' || u[1] != '=')
-		return NULL;
-	u += 2;
-	const uint8_t *e = memchr(u, ',', (size_t)(end - u));
-	if (!e || e == u)
-		return NULL;
-	char *out = xmalloc((size_t)(e - u) + 1);
-	size_t o = 0;
-	for (const uint8_t *q = u; q < e; q++) {
-		if (*q == '\0')
-			goto bad;
-		if (*q != '=') {
-			out[o++] = (char)*q;
-			continue;
-		}
-		/* "=2C" is ',' and "=3D" is '=' */
-		if (e - q >= 3 && q[1] == '2' && q[2] == 'C')
-			out[o++] = ',';
-		else if (e - q >= 3 && q[1] == '3' && q[2] == 'D')
-			out[o++] = '=';
-		else
-			goto bad;
-		q += 2;
-	}
-	out[o] = '\0';
-	return out;
-bad:
-	free(out);
-	return NULL;
+	return sasl_wire_scram_username(p, n);
 }
 
 static void auth_step(struct pop3_server *s, const uint8_t *in, size_t n, bool has_input)
@@ -386,13 +347,17 @@ void pop3_sasl_continue(struct pop3_server *s)
 
 void pop3_sasl_line(struct pop3_server *s, const char *l, size_t len)
 {
-	if (len == 1 && l[0] == '*') {
+	uint8_t *dec = NULL;
+	size_t declen = 0;
+	enum sasl_wire_kind k = sasl_wire_decode(l, len, false, &dec, &declen);
+	if (k == SASL_WIRE_CANCEL) {
 		/* RFC 5034 4: the client cancels; MUST reject with -ERR */
 		pop3_sasl_end(s);
 		pop3_refuse(s, "AUTH", false, NULL, "Authentication cancelled");
 		return;
 	}
 	if (s->sasl_final) {
+		sasl_wire_free(dec, declen);
 		if (len != 0) {
 			sasl_failed(s, true, "Authentication failed");
 			return;
@@ -407,15 +372,12 @@ void pop3_sasl_line(struct pop3_server *s, const char *l, size_t len)
 		free(u);
 		return;
 	}
-	uint8_t *dec = NULL;
-	size_t declen = 0;
-	if (base64_decode(l, len, &dec, &declen) < 0) {
+	if (k != SASL_WIRE_DATA) {
 		sasl_failed(s, false, "Invalid base64 data");
 		return;
 	}
 	auth_step(s, dec, declen, true);
-	memset(dec, 0, declen);
-	free(dec);
+	sasl_wire_free(dec, declen);
 }
 
 static void cmd_auth(struct pop3_server *s, const struct pop3_args *a)
@@ -450,20 +412,15 @@ static void cmd_auth(struct pop3_server *s, const struct pop3_args *a)
 		auth_step(s, NULL, 0, false);
 		return;
 	}
-	/* RFC 5034 4: "=" is an empty initial response */
-	if (a->len[1] == 1 && a->p[1][0] == '=') {
-		auth_step(s, NULL, 0, true);
-		return;
-	}
+	/* RFC 5034 4: "=" is an empty initial response (sasl_wire) */
 	uint8_t *dec = NULL;
 	size_t declen = 0;
-	if (base64_decode(a->p[1], a->len[1], &dec, &declen) < 0) {
+	if (sasl_wire_decode(a->p[1], a->len[1], true, &dec, &declen) != SASL_WIRE_DATA) {
 		sasl_failed(s, false, "Invalid base64 data");
 		return;
 	}
 	auth_step(s, dec, declen, true);
-	memset(dec, 0, declen);
-	free(dec);
+	sasl_wire_free(dec, declen);
 }
 
 static void cmd_stls(struct pop3_server *s, const struct pop3_args *a)

@@ -36,6 +36,7 @@ enum smtp_pend {
 	SMTP_PEND_DATA, /* data_begin for DATA (354 on success) */
 	SMTP_PEND_BDAT, /* data_begin for the first BDAT chunk (no reply on success) */
 	SMTP_PEND_END,	/* data_end: the transaction's final reply */
+	SMTP_PEND_AUTH, /* auth_password / auth_done: 235 or a refusal */
 };
 
 enum smtp_content { SMTP_CONTENT_NONE, SMTP_CONTENT_DATA, SMTP_CONTENT_BDAT };
@@ -65,6 +66,17 @@ struct smtp_server {
 	unsigned errors;
 	bool shutdown_req;
 
+	/* AUTH (RFC 4954; smtp_cmds.c). While in_sasl, command lines are SASL
+	 * responses. */
+	bool authed;
+	char *auth_user;	/* after success */
+	struct sasl *sasl;
+	char *sasl_mech;	/* upper case */
+	char *sasl_user;	/* PLAIN/LOGIN authcid, then the user being checked */
+	char *sasl_pass;	/* PLAIN/LOGIN password until handed to the app (wiped) */
+	char *sasl_claimed;	/* SCRAM username claimed, for a failure's log */
+	bool in_sasl, sasl_final, sasl_had_input;
+
 	/* Transaction. */
 	bool in_tx; /* MAIL accepted */
 	bool smtputf8;
@@ -73,6 +85,7 @@ struct smtp_server {
 	char *from, *to; /* arguments of the MAIL/RCPT whose verdict is being decided */
 	struct smtp_mail mail;
 	struct smtp_rcpt rcpt;
+	char *envid, *auth_param, *orcpt; /* decoded DSN / AUTH= values of the above */
 	uint64_t data_size; /* content bytes in storage form */
 	bool too_big, nul, write_failed;
 	enum smtp_dstate dstate;
@@ -123,5 +136,11 @@ void smtp_starttls_begin(struct smtp_server *s);
 /* smtp_cmds.c */
 /* Run one command line (no line terminator, no NUL, trailing space removed). */
 void smtp_cmd_dispatch(struct smtp_server *s, const char *line, size_t len);
+/* One SASL response line while in_sasl (same form as a command line). */
+void smtp_auth_line(struct smtp_server *s, const char *line, size_t len);
+/* The response line was too long: 500 5.5.6 and end the exchange (RFC 4954 4). */
+void smtp_auth_too_long(struct smtp_server *s);
+/* Drop all AUTH exchange state (wiping secrets); authed is kept. */
+void smtp_auth_end(struct smtp_server *s);
 
 #endif

@@ -72,9 +72,14 @@ void smtp_server_free(struct smtp_server **sp)
 	buf_deinit(&s->line);
 	buf_deinit(&s->reply);
 	buf_deinit(&s->bdat_reply);
+	smtp_auth_end(s);
+	free(s->auth_user);
 	free(s->helo);
 	free(s->from);
 	free(s->to);
+	free(s->envid);
+	free(s->auth_param);
+	free(s->orcpt);
 	free(s->bdat_err_text);
 	free(s);
 	*sp = NULL;
@@ -237,6 +242,15 @@ static void complete(struct smtp_server *s, enum smtp_pend kind, bool ok)
 		return;
 	case SMTP_PEND_END:
 		break;
+	case SMTP_PEND_AUTH:
+		if (ok) {
+			s->authed = true;
+			free(s->auth_user);
+			s->auth_user = s->sasl_user;
+			s->sasl_user = NULL;
+		}
+		smtp_auth_end(s);
+		break;
 	case SMTP_PEND_NONE:
 		UNREACHABLE();
 	}
@@ -244,9 +258,12 @@ static void complete(struct smtp_server *s, enum smtp_pend kind, bool ok)
 	buf_clear(&s->reply);
 	free(s->from);
 	free(s->to);
-	s->from = s->to = NULL;
-	s->mail.from = NULL;
-	s->rcpt.to = NULL;
+	free(s->envid);
+	free(s->auth_param);
+	free(s->orcpt);
+	s->from = s->to = s->envid = s->auth_param = s->orcpt = NULL;
+	s->mail.from = s->mail.envid = s->mail.auth = NULL;
+	s->rcpt.to = s->rcpt.orcpt = NULL;
 	if (kind == SMTP_PEND_END)
 		smtp_tx_reset(s, true);
 	/* A refused sender or recipient counts as an error, as Postfix's
@@ -281,6 +298,10 @@ static void default_reply(struct smtp_server *s, enum smtp_pend kind)
 	case SMTP_PEND_END:
 		s->reply_code = 250;
 		smtp_reply_format(&s->reply, 250, "2.0.0", "Ok");
+		break;
+	case SMTP_PEND_AUTH:
+		s->reply_code = 235;
+		smtp_reply_format(&s->reply, 235, "2.7.0", "Authentication successful");
 		break;
 	case SMTP_PEND_NONE:
 		UNREACHABLE();
@@ -614,6 +635,10 @@ void smtp_bdat_refuse(struct smtp_server *s, uint64_t len, int code, const char 
 static void line_too_long(struct smtp_server *s)
 {
 	buf_clear(&s->line);
+	if (s->in_sasl) {
+		smtp_auth_too_long(s);
+		return;
+	}
 	smtp_refuse(s, "-", true, 500, "5.5.2", "Line too long");
 }
 
@@ -624,7 +649,9 @@ static void run_line(struct smtp_server *s)
 	/* strip the CR of CRLF and any trailing white space */
 	while (len > 0 && (l[len - 1] == '\r' || l[len - 1] == ' ' || l[len - 1] == '\t'))
 		len--;
-	if (len && memchr(l, '\0', len))
+	if (s->in_sasl)
+		smtp_auth_line(s, l, len); /* base64 has no NUL: refused there */
+	else if (len && memchr(l, '\0', len))
 		smtp_refuse(s, "-", true, 500, "5.5.2", "Error: NUL character in command");
 	else
 		smtp_cmd_dispatch(s, l, len);
@@ -715,6 +742,11 @@ void smtp_server_tls_started(struct smtp_server *s)
 	s->tls = true;
 	s->set.starttls_offered = false;
 	smtp_tx_reset(s, false);
+	/* an AUTH before STARTTLS is knowledge from the client too */
+	smtp_auth_end(s);
+	s->authed = false;
+	free(s->auth_user);
+	s->auth_user = NULL;
 	free(s->helo);
 	s->helo = NULL;
 	s->esmtp = false;
@@ -760,6 +792,11 @@ bool smtp_server_is_tls(const struct smtp_server *s)
 bool smtp_server_in_transaction(const struct smtp_server *s)
 {
 	return s->in_tx;
+}
+
+const char *smtp_server_auth_user(const struct smtp_server *s)
+{
+	return s->authed ? s->auth_user : NULL;
 }
 
 uint64_t smtp_server_data_size(const struct smtp_server *s)

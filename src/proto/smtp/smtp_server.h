@@ -5,7 +5,10 @@
  *
  * Extensions: SIZE (RFC 1870), 8BITMIME (RFC 6152), PIPELINING (RFC 2920),
  * ENHANCEDSTATUSCODES (RFC 2034/3463), STARTTLS (RFC 3207), SMTPUTF8
- * (RFC 6531), CHUNKING/BDAT (RFC 3030).
+ * (RFC 6531), CHUNKING/BDAT (RFC 3030), DSN (RFC 3461: RET, ENVID, NOTIFY,
+ * ORCPT, always advertised; the app decides what it honours), AUTH (RFC 4954,
+ * when settings.auth_offered: the SASL mechanisms of auth/sasl.h, framed by
+ * auth/sasl_wire.h; passwords are checked by the app, usually APP_PENDING).
  *
  * Message content reaches the application through data_write() in storage
  * form: dot-unstuffed (DATA), with every CRLF and every bare LF turned into a
@@ -36,16 +39,37 @@ enum app_verdict {
 
 enum smtp_body { SMTP_BODY_7BIT, SMTP_BODY_8BITMIME, SMTP_BODY_BINARYMIME };
 
+/* RFC 3461 4.3 RET. */
+enum smtp_ret { SMTP_RET_UNSPEC = 0, SMTP_RET_FULL = 1, SMTP_RET_HDRS = 2 };
+
+/* RFC 3461 4.1 NOTIFY bits (0 = no NOTIFY parameter). The values equal
+ * queue/queue.h's enum queue_notify, so the app can store them as they are. */
+enum smtp_notify {
+	SMTP_NOTIFY_NEVER = 1 << 0,
+	SMTP_NOTIFY_SUCCESS = 1 << 1,
+	SMTP_NOTIFY_FAILURE = 1 << 2,
+	SMTP_NOTIFY_DELAY = 1 << 3,
+};
+
 struct smtp_mail {
 	const char *from;   /* reverse-path without <>; "" for the null sender */
 	uint64_t size;      /* SIZE= parameter, 0 if absent */
 	enum smtp_body body;
 	bool smtputf8;
+	enum smtp_ret ret;  /* RFC 3461 RET= */
+	const char *envid;  /* RFC 3461 ENVID= decoded from xtext, NULL if absent */
+	const char *auth;   /* RFC 4954 5 AUTH= decoded from xtext ("<>" kept), NULL
+			     * if absent; informational only (we trust no one's) */
 };
 
 struct smtp_rcpt {
-	const char *to; /* forward-path without <> and with any source route removed */
+	const char *to;	    /* forward-path without <> and with any source route removed */
+	unsigned notify;    /* enum smtp_notify bits; 0 if no NOTIFY= */
+	const char *orcpt;  /* RFC 3461 ORCPT= as "addr-type;address" with the address
+			     * decoded from xtext, NULL if absent */
 };
+
+struct scram_creds;
 
 struct smtp_server_ops {
 	/* HELO/EHLO accepted (name as given). May be NULL. */
@@ -66,6 +90,20 @@ struct smtp_server_ops {
 	void (*data_abort)(void *ctx, struct smtp_server *s, int code, const char *text);
 	/* Transaction reset (RSET, HELO/EHLO, STARTTLS, or after the final reply). */
 	void (*rset)(void *ctx, struct smtp_server *s);
+	/* AUTH PLAIN/LOGIN (RFC 4954) completed its exchange: check the password.
+	 * Usually APP_PENDING (a job thread), then smtp_server_resume() with
+	 * 235 2.7.0 (authenticated) or 535 5.7.8; APP_OK means 235. Needed when
+	 * settings.auth_offered. */
+	enum app_verdict (*auth_password)(void *ctx, struct smtp_server *s, const char *mech,
+					  const char *user, const char *password);
+	/* SCRAM-SHA-256 credentials (auth/sasl.h's scram_creds contract); NULL:
+	 * SCRAM is not offered. */
+	bool (*scram_creds)(void *ctx, const char *user, struct scram_creds *c);
+	/* An exchange the engine judged itself (SCRAM proof, or credentials the
+	 * mechanism refused): for logs and throttling. APP_OK sends 235 if ok,
+	 * else 535 5.7.8; APP_PENDING delays it (resume with the reply). May be NULL. */
+	enum app_verdict (*auth_done)(void *ctx, struct smtp_server *s, const char *mech,
+				      const char *user, bool ok);
 	/* Engine-level refusals worth a log line (bad syntax, too many errors, ...). May be NULL. */
 	void (*log_refusal)(void *ctx, struct smtp_server *s, const char *cmd, int code,
 			    const char *text);
@@ -80,6 +118,15 @@ struct smtp_server_settings {
 	unsigned max_errors;       /* protocol errors before 421 and close */
 	bool starttls_offered;     /* TLS context available and not yet TLS */
 	bool tls_active;           /* session already under TLS (implicit TLS) */
+	/* RFC 4954 AUTH: advertised and accepted after EHLO. PLAIN and LOGIN are
+	 * only offered under TLS or when auth_plaintext (session_plaintext_ok);
+	 * otherwise AUTH PLAIN gets 504 5.5.4 (RFC 4954 4; 538 is deprecated). */
+	bool auth_offered;
+	bool auth_plaintext;
+	/* Submission (RFC 6409 4.3, RFC 4954 6): every command except EHLO,
+	 * HELO, AUTH, STARTTLS, NOOP, RSET, QUIT, HELP gets 530 5.7.0 until the
+	 * client has authenticated. */
+	bool auth_required;
 };
 
 /* settings strings must outlive the session. */
@@ -113,6 +160,8 @@ const char *smtp_server_helo_name(const struct smtp_server *s); /* NULL before H
 bool smtp_server_is_esmtp(const struct smtp_server *s);
 bool smtp_server_is_tls(const struct smtp_server *s);
 bool smtp_server_in_transaction(const struct smtp_server *s);
+/* The authcid of a successful AUTH (as the client gave it), NULL before. */
+const char *smtp_server_auth_user(const struct smtp_server *s);
 /* Bytes of content received so far in the current transaction (storage form). */
 uint64_t smtp_server_data_size(const struct smtp_server *s);
 
