@@ -150,16 +150,22 @@ class DnsServer:
         self.log = []  # (transport, name, type name) in arrival order
         self.errors = []  # malformed queries seen (should stay empty)
         self._stop = threading.Event()
-        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.udp.bind((host, port))
-        self.host, self.port = self.udp.getsockname()
-        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self.tcp.bind((self.host, self.port))
-        except OSError:
-            self.udp.close()
-            raise
+        # UDP and TCP on the same port number: an ephemeral UDP port may be
+        # taken for TCP (by any outgoing connection), so try again then
+        for attempt in range(100):
+            self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.udp.bind((host, port))
+            self.host, self.port = self.udp.getsockname()
+            self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind((self.host, self.port))
+                break
+            except OSError as e:
+                self.udp.close()
+                self.tcp.close()
+                if e.errno != errno.EADDRINUSE or port != 0 or attempt == 99:
+                    raise
         self.tcp.listen(16)
         self.udp.settimeout(0.2)
         self.tcp.settimeout(0.2)
@@ -476,6 +482,7 @@ class Conn:
         self.txns = []
         self.closed = False
         self.injected = False  # data pipelined after STARTTLS (RFC 3207 5 violation)
+        self.pipelined = []  # commands that arrived with more input already behind them
         self.buf = b""
 
     def __repr__(self):
@@ -742,6 +749,8 @@ class Sink:
             text = raw.decode("utf-8", "replace")
             with self.cond:
                 conn.commands.append(text)
+                if conn.buf:  # the client did not wait for this reply (RFC 2920)
+                    conn.pipelined.append(text)
             verb, _, arg = text.partition(" ")
             verb = verb.upper()
             if verb in ("EHLO", "HELO"):

@@ -329,8 +329,10 @@ def test_sink_bdat_and_pipelining(net):
     c.sendall(b"EHLO raw.test\r\nMAIL FROM:<> BODY=8BITMIME\r\nRCPT TO:<b@s.test>\r\n"
               b"BDAT 5\r\nhel\xc3\xa9BDAT 2 LAST\r\n\r\nQUIT\r\n")
     lines = f.read().split(b"\r\n")
+    assert s.conns[0].pipelined[:3] == ["EHLO raw.test", "MAIL FROM:<> BODY=8BITMIME",
+                                        "RCPT TO:<b@s.test>"]
     codes = [l[:4] for l in lines if l]
-    assert codes == [b"250-", b"250 ", b"250 ", b"250 ", b"250 ", b"250 ", b"221 "][:1] + codes[1:]
+    assert codes[0] == b"250-"  # multi-line EHLO reply
     assert codes[-5:] == [b"250 ", b"250 ", b"250 ", b"250 ", b"221 "]
     c.close()
     (t,) = s.wait_for(1)
