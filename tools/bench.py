@@ -18,9 +18,11 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 MSG = ("From: bench@remote.test\r\nTo: user@bench.test\r\nSubject: bench\r\n\r\n" +
@@ -716,11 +718,34 @@ def bench_relay(args):
             if p.returncode != 0:
                 raise SystemExit("mailnet_enqueue failed: " + p.stderr.decode())
             res["fill"] = time.monotonic() - t0
+            t["cpu0"] = (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
             t["start"] = time.monotonic()
 
         srv = Server(args.binary, extra=f"dns_servers = {net.dns.address}\nqueue_retry = 1s\n",
                      before_start=fill)
         try:
+            # an inbound SMTP session sends NOOPs the whole time: how long the
+            # server's loop keeps it waiting while it relays
+            probe = {"lat": [], "stop": False, "err": None}
+
+            def prober():
+                try:
+                    c = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+                    f = c.makefile("rb")
+                    f.readline()
+                    while not probe["stop"]:
+                        t0 = time.monotonic()
+                        c.sendall(b"NOOP\r\n")
+                        if not f.readline().startswith(b"250"):
+                            raise RuntimeError("NOOP refused")
+                        probe["lat"].append(time.monotonic() - t0)
+                        time.sleep(0.005)
+                    c.close()
+                except Exception as e:  # reported in the section
+                    probe["err"] = repr(e)
+            pth = threading.Thread(target=prober, daemon=True)
+            pth.start()
+
             def delivered():
                 return sum(len(s.messages) for s in sinks)
             deadline = time.monotonic() + args.relay_timeout
@@ -729,6 +754,11 @@ def bench_relay(args):
                 peak = max(peak, rss_kb(srv.proc.pid))
                 time.sleep(0.01)
             end = time.monotonic()
+            probe["stop"] = True
+            pth.join(30)
+            lat = sorted(probe["lat"]) or [0.0]
+            res["noop_max"], res["noop_p99"] = lat[-1] * 1000, lat[int(len(lat) * 0.99)] * 1000
+            res["noop_n"], res["noop_err"] = len(probe["lat"]), probe["err"]
             res["delivered"] = delivered()
             res["secs"] = end - t["start"]
             res["rate"] = res["delivered"] / res["secs"]
@@ -739,10 +769,23 @@ def bench_relay(args):
             res["rejected"] = sum(len(x.rejected) for s in sinks for x in s.txns)
             res["per_conn"] = res["delivered"] / max(1, res["conns"])
             res["max_conns"] = max(len(s.conns) for s in sinks)
-            ql = subprocess.run([args.binary, "queue", "list", "-c", srv.conf],
-                                capture_output=True, text=True, timeout=60)
-            res["left"] = (len(re.findall(r"\b[0-9a-f]{16}\b", ql.stdout)) if ql.returncode == 0
-                           else "unknown (`tern queue list` failed)")
+            res["bench_cpu"] = (lambda u: u.ru_utime + u.ru_stime)(
+                resource.getrusage(resource.RUSAGE_SELF)) - t["cpu0"]
+
+            # recording an outcome follows the peer's 250: wait for the queue to drain
+            def queue_left():
+                ql = subprocess.run([args.binary, "queue", "list", "-c", srv.conf],
+                                    capture_output=True, text=True, timeout=60)
+                if ql.returncode != 0:
+                    return "unknown (`tern queue list` failed)"
+                return len(re.findall(r"\b[0-9a-f]{16}\b", ql.stdout))
+            drain_until = time.monotonic() + 30
+            res["left"] = queue_left()
+            while res["left"] not in (0,) and isinstance(res["left"], int) and \
+                    time.monotonic() < drain_until:
+                time.sleep(0.2)
+                res["left"] = queue_left()
+            res["drained"] = time.monotonic() - t["start"]
         finally:
             log = srv.stop()
         res["log"] = [l for l in log.splitlines() if re.search(r"warn|error|fatal|failed", l, re.I)]
@@ -752,7 +795,9 @@ def bench_relay(args):
     print(f"relay: {res['delivered']}/{n} messages to {RELAY_DOMAINS} domains in {res['secs']:.1f} s: "
           f"{res['rate']:.0f} msg/s, {res['conns']} connections ({res['per_conn']:.0f} messages "
           f"per connection, {res['tls']} with STARTTLS), server CPU {res['cpu']:.1f} s, peak RSS "
-          f"{res['peak'] / 1024:.1f} MiB; queue filled in {res['fill']:.1f} s", flush=True)
+          f"{res['peak'] / 1024:.1f} MiB, benchmark (sinks) CPU {res['bench_cpu']:.1f} s; queue "
+          f"filled in {res['fill']:.1f} s, empty after {res['drained']:.1f} s; inbound NOOP p99 "
+          f"{res['noop_p99']:.1f} ms, max {res['noop_max']:.1f} ms", flush=True)
     for l in res["log"][:3]:
         print("relay: server log: " + l, flush=True)
     return res
@@ -782,7 +827,12 @@ def relay_section(args, r):
         f"{r['max_conns']} to one host) |",
         f"| messages per connection (reuse) | {r['per_conn']:.1f} |",
         f"| server CPU / peak RSS | {r['cpu']:.1f} s / {r['peak'] / 1024:.1f} MiB |",
-        f"| left in the queue afterwards | {r['left']} |",
+        f"| CPU of the benchmark process (DNS and sinks) | {r['bench_cpu']:.1f} s |",
+        f"| inbound SMTP NOOP latency meanwhile ({r['noop_n']:,} NOOPs) | 99th percentile "
+        f"{r['noop_p99']:.1f} ms, max {r['noop_max']:.1f} ms"
+        + (f" (probe failed: {r['noop_err']})" if r["noop_err"] else "") + " |",
+        f"| queue empty (every outcome recorded) after | {r['drained']:.1f} s; "
+        f"left: {r['left']} |",
         "",
     ]
     return s
@@ -801,7 +851,7 @@ def main():
                     help="run only the IMAP section and print it (docs not rewritten)")
     ap.add_argument("--relay-only", action="store_true",
                     help="run only the outbound relay section and print it (docs not rewritten)")
-    ap.add_argument("--relay-msgs", type=int, default=5000,
+    ap.add_argument("--relay-msgs", type=int, default=2000,
                     help="messages queued for the outbound relay section")
     ap.add_argument("--relay-timeout", type=float, default=300,
                     help="seconds the relay section waits for all of them to be delivered")
