@@ -696,13 +696,9 @@ def bench_relay(args):
     found through the test DNS server of tests/e2e/mailnet.py)."""
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
     import mailnet
-    why = mailnet.can_bind_port_25()
-    if why:
-        print("relay: skipped: " + why, flush=True)
-        return {"skipped": why}
     n = args.relay_msgs
     net = mailnet.Mailnet()
-    res = {"n": n}
+    res = {"n": n, "mx_port": net.mx_port}
     try:
         sinks = [net.sink(name=f"mx.d{i}.bench") for i in range(RELAY_DOMAINS)]
         for i, s in enumerate(sinks):
@@ -721,7 +717,8 @@ def bench_relay(args):
             t["cpu0"] = (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
             t["start"] = time.monotonic()
 
-        srv = Server(args.binary, extra=f"dns_servers = {net.dns.address}\nqueue_retry = 1s\n",
+        mxport = "" if net.mx_port == 25 else f"relay_mx_port = {net.mx_port}\n"
+        srv = Server(args.binary, extra=f"dns_servers = {net.dns.address}\nqueue_retry = 1s\n" + mxport,
                      before_start=fill)
         try:
             # an inbound SMTP session sends NOOPs the whole time: how long the
@@ -805,8 +802,6 @@ def bench_relay(args):
 
 def relay_section(args, r):
     s = ["## Outbound relay (issue 6)", ""]
-    if "skipped" in r:
-        return s + [f"Not measured: {r['skipped']}.", ""]
     incomplete = "" if r["delivered"] >= r["n"] else (
         f" **Only {r['delivered']:,} of {r['n']:,} were delivered within "
         f"{args.relay_timeout:g} s.**")
@@ -815,7 +810,7 @@ def relay_section(args, r):
         f"{RELAY_DOMAINS} domains (round robin), are put into the queue of a stopped server "
         "(tests/e2e/mailnet_enqueue.c); the server then starts and delivers them. Each domain has "
         "an MX record in a DNS server run by the benchmark (`dns_servers`) pointing to its own "
-        "SMTP sink on 127.a.b.c:25 (tests/e2e/mailnet.py: Python threads in the benchmark "
+        f"SMTP sink on 127.a.b.c:{r['mx_port']} (tests/e2e/mailnet.py: Python threads in the benchmark "
         "process, offering STARTTLS, PIPELINING, 8BITMIME, SIZE, DSN). Default limits "
         "(`relay_max_connections = 100`, `relay_max_per_domain = 10`). Timed from server start "
         "to the last message accepted by a sink." + incomplete,

@@ -993,31 +993,41 @@ def can_bind_port_25():
 
 class Mailnet:
     """One DNS server and the sinks of a test. Use as a context manager or
-    call close()."""
+    call close().
 
-    def __init__(self, zone=None):
+    MX sinks listen on mx_port of their own loopback address: 25 when this
+    process may bind it (root), else one random high port shared by all of
+    them (then give Tern `relay_mx_port = <mx_port>`); $MAILNET_MX_PORT
+    overrides."""
+
+    def __init__(self, zone=None, mx_port=None):
         self.dns = DnsServer(zone)
         self.sinks = []
         self._used = set()
+        if mx_port is None and os.environ.get("MAILNET_MX_PORT"):
+            mx_port = int(os.environ["MAILNET_MX_PORT"])  # to try the non-root way as root
+        if mx_port is None:
+            mx_port = 25 if can_bind_port_25() is None else random.randint(20000, 59999)
+        self.mx_port = mx_port
 
-    def sink(self, port=25, host=None, **kw):
-        """A new sink. port=25 (the default) listens on a fresh loopback
-        address 127.a.b.c so that each sink is its own "host"; port=0 on
+    def sink(self, port=None, host=None, **kw):
+        """A new sink. By default it listens on mx_port of a fresh loopback
+        address 127.a.b.c, so that each sink is its own "host"; port=0 on
         127.0.0.1:<ephemeral> (a smarthost)."""
-        if port == 25 and host is None:
+        if port is None and host is None:
             for _ in range(200):
                 host = self.free_address()
                 try:
-                    s = Sink(host, 25, **kw)
+                    s = Sink(host, self.mx_port, **kw)
                 except OSError as e:
                     if e.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL):
                         continue
                     raise
                 break
             else:
-                raise AssertionError("no free loopback address for port 25")
+                raise AssertionError("no free loopback address for port %d" % self.mx_port)
         else:
-            s = Sink(host or "127.0.0.1", port, **kw)
+            s = Sink(host or "127.0.0.1", self.mx_port if port is None else port, **kw)
         self.sinks.append(s)
         return s
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from mailnet import DnsServer, Mailnet, Sink, can_bind_port_25
+from mailnet import DnsServer, Mailnet
 
 
 # ---- a deliberately separate DNS client: builds queries byte by byte ----
@@ -358,20 +358,26 @@ def test_sink_plaintext_after_starttls_is_flagged(net):
     assert s.conns[0].injected and s.conns[0].commands == ["EHLO x", "STARTTLS", "QUIT"]
 
 
-def test_port_25_sinks_on_own_addresses(net):
-    why = can_bind_port_25()
-    if why:
-        pytest.skip(why)
+def test_mx_sinks_on_own_addresses(net):
     a, b = net.sink(name="a.test"), net.sink(name="b.test")
-    assert a.port == b.port == 25 and a.host != b.host
+    assert a.port == b.port == net.mx_port and a.host != b.host
     net.mx("dom.test", a, (5, b))
     r, _ = udp_ask(net.dns, "dom.test", MX)
     assert sorted(x[4] for x in r["answers"]) == [(5, "mx2.dom.test"), (10, "mx1.dom.test")]
     r, _ = udp_ask(net.dns, "mx2.dom.test", A)
     assert r["answers"][0][4] == b.host
-    with smtplib.SMTP(b.host, 25, timeout=5) as c:
+    with smtplib.SMTP(b.host, b.port, timeout=5) as c:
         assert c.ehlo()[1].startswith(b"b.test")
     # an address handed out but not listened on refuses connections (a host that is down)
     down = net.free_address()
     with pytest.raises(ConnectionRefusedError):
-        socket.create_connection((down, 25), timeout=2)
+        socket.create_connection((down, net.mx_port), timeout=2)
+
+
+def test_mx_sinks_on_a_high_port():
+    """Without root, MX sinks share one high port (Tern: relay_mx_port)."""
+    with Mailnet(mx_port=0) as n:  # 0: each sink an ephemeral port (only for this check)
+        s = n.sink()
+        assert s.port != 25 and s.host.startswith("127.")
+        with smtplib.SMTP(s.host, s.port, timeout=5) as c:
+            assert c.noop()[0] == 250
