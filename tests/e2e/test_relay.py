@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import time
@@ -718,3 +719,77 @@ def test_total_connection_limit(relay_tern, net):
     poll(lambda: sum(len(s.conns) for s in sinks) >= 3, 15, "3 connections", t)
     time.sleep(1)
     assert sum(len(s.conns) for s in sinks) == 3
+
+
+def test_close_after_greeting_then_next_mx(relay_tern, net):
+    rude = net.sink(name="rude")
+    rude.on("EHLO", "close")
+    good = net.sink(name="good")
+    net.mx("remote.test", rude, good)
+    t = relay_tern()
+    enqueue(t, ALICE, ["bob@remote.test"], message("closed"))
+    (m,) = good.wait_for(1)
+    assert rude.messages == [] and len(rude.conns) >= 1
+
+
+def test_permanent_greeting_on_only_host_bounces(relay_tern, net):
+    sink = net.sink()
+    sink.on("CONNECT", "554 5.7.1 go away")
+    net.mx("remote.test", sink)
+    t = relay_tern()
+    enqueue(t, ALICE, ["bob@remote.test"], message("554 greeting"))
+    (dsn,) = inbox(t, ALICE, 1)
+    _, rcpts, _ = dsn_parts(dsn)
+    assert rcpts[0]["Action"].strip() == "failed" and rcpts[0]["Status"].strip().startswith("5.")
+    assert "554" in rcpts[0].get("Diagnostic-Code", "")
+    wait_queue_empty(t)
+
+
+def test_too_many_recipients_452_rest_retried(relay_tern, net):
+    sink = net.sink()
+    # RFC 5321 4.5.3.1.10: at most 2 recipients per transaction here
+    sink.on("RCPT", lambda conn, arg: "452 4.5.3 too many recipients"
+            if len(conn.txns[-1].rcpts) >= 2 else None)
+    net.mx("remote.test", sink)
+    t = relay_tern()
+    rcpts = ["u%d@remote.test" % i for i in range(5)]
+    enqueue(t, ALICE, rcpts, message("many rcpts"))
+    poll(lambda: sorted(a for m in sink.messages for a in m.rcpt_addrs) == rcpts, 30,
+         "all 5 recipients delivered", t)
+    assert all(len(m.rcpts) <= 2 for m in sink.messages)
+    wait_queue_empty(t)
+    assert_no_mail_anywhere(t)
+
+
+@pytest.mark.parametrize("caps", [("PIPELINING", "8BITMIME"), ("PIPELINING", "8BITMIME", "CHUNKING")],
+                         ids=["data", "bdat"])
+def test_content_byte_exact(relay_tern, net, caps):
+    sink = net.sink(caps=caps)
+    net.mx("remote.test", sink)
+    t = relay_tern()
+    lines = []
+    for i in range(20000):  # about 1 MiB, with the lines that need dot-stuffing
+        lines.append(("." if i % 7 == 0 else "") + ("..x" if i % 11 == 0 else "") +
+                     "line %05d " % i + "abcdefghij" * 4)
+    lines[100] = "."  # a line that is a single dot
+    body = "\r\n".join(lines) + "\r\n"
+    data = message("big", body=body)
+    enqueue(t, ALICE, ["bob@remote.test"], data)
+    (m,) = sink.wait_for(1, timeout=30)
+    assert m.via in ("DATA", "BDAT")  # BDAT is optional (the relay uses DATA today)
+    assert m.data.endswith(body.encode()), "content changed in transit"
+    assert m.data.endswith(data.split(b"\r\n\r\n", 1)[1])
+
+
+def test_smarthost_down_then_up(relay_tern, net):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there now
+    t = relay_tern("relay_host = 127.0.0.1:%d\n" % port)
+    enqueue(t, ALICE, ["bob@remote.test"], message("smarthost later"))
+    poll(lambda: re.search(r"attempts\W*[1-9]", queue_list(t)), 15, "a failed attempt", t)
+    smart = net.sink(port=port, caps=("PIPELINING", "8BITMIME"))
+    (m,) = smart.wait_for(1, timeout=30)
+    assert m.rcpt_addrs == ["bob@remote.test"]
+    wait_queue_empty(t)
