@@ -117,6 +117,9 @@ static const struct cfg_def cfg_defs[] = {
 	{ "relay_connect_timeout", T_DURATION, OFF(relay_connect_timeout), "30s", 1, 600,
 	  "How long an outbound connection attempt may take before the next MX host is "
 	  "tried." },
+	{ "relay_timeout", T_DURATION, OFF(relay_timeout), "0", 0, 3600,
+	  "How long to wait for each reply of a remote SMTP server; 0 = the RFC 5321 "
+	  "4.5.3.2 values (5m for most replies, 10m after the message content)." },
 };
 #define NKEYS N_ELEMENTS(cfg_defs)
 
@@ -605,6 +608,7 @@ struct config *config_parse(const char *name, const char *base_dir, const char *
 		c->lines[idx] = lineno;
 	}
 	free(line);
+	line = NULL;
 	apply_defaults(c, base_dir);
 	if (validate_relay(c, name, err_r) < 0)
 		goto fail;

@@ -55,6 +55,7 @@ struct config {
 	uint64_t relay_max_per_domain;
 	uint64_t relay_mx_port;         /* 25 except in tests */
 	uint64_t relay_connect_timeout; /* seconds */
+	uint64_t relay_timeout;         /* seconds per reply; 0 = RFC 5321 4.5.3.2 values */
 
 	/* Line where each key was set (0 = default), in table order. */
 	unsigned *lines;

@@ -56,7 +56,7 @@
 #define RELAY_MAX_INFLIGHT 1000      /* claimed recipients at once */
 #define RELAY_SCAN_MAX_MS 60000      /* longest sleep between queue looks */
 #define RELAY_NOTIFY_MS 60000        /* queue_notify_all period */
-#define RELAY_IDLE_MS (10 * 60 * 1000) /* reply timeout (RFC 5321 4.5.3.2.6 max) */
+#define RELAY_GREETING_MS (5 * 60 * 1000) /* RFC 5321 4.5.3.2.1 */
 #define RELAY_CONTENT_CHUNK 65536
 #define RELAY_OUT_LOW (256 * 1024) /* top the content up below this much output */
 #define RELAY_MAX_LOCAL_MSG (512ull * 1024 * 1024)
@@ -73,12 +73,6 @@ struct rmsg {
 	char *remote;
 };
 
-struct rtarget {
-	const char *host; /* into job->dres, or job->smarthost */
-	struct dns_addr addr;
-	bool dead;
-	bool notls; /* its TLS handshake failed: plaintext (RFC 7435 fallback) */
-};
 
 struct rjob {
 	struct rjob *next;
@@ -93,7 +87,7 @@ struct rjob {
 	struct dns_req *dreq;
 	struct dns_result *dres;
 	bool resolved;
-	struct rtarget *targets;
+	struct relay_target *targets;
 	size_t ntargets;
 	uint16_t port;
 	char shost[256];
@@ -323,8 +317,19 @@ static void rmsg_set(struct rmsg *x, size_t i, enum queue_outcome o, int code, c
 
 /* Record the finished (or partly finished) message, notify, free it. With
  * release, recipients without a result are given back unclaimed. */
+/* The queue's SQLite work runs on the loop thread: say so when it gets slow
+ * enough to delay other sessions. */
+static void slow_check(const char *what, const char *id, uint64_t t0)
+{
+	uint64_t ms = time_mono_ms() - t0;
+	if (ms >= 200)
+		log_warnx("relay: %s %s took %llu ms on the event loop", what, id ? id : "",
+			  (unsigned long long)ms);
+}
+
 static void rmsg_finish(struct relay *r, struct rmsg **xp)
 {
+	uint64_t t0 = time_mono_ms();
 	struct rmsg *x = *xp;
 	struct queue *q = r->srv->queue;
 	char *err = NULL;
@@ -350,7 +355,11 @@ static void rmsg_finish(struct relay *r, struct rmsg **xp)
 		log_warnx("%s relay: cannot record results: %s", x->m->id, err ? err : "?");
 		free(err);
 		err = NULL;
-		/* claims stay; the next server start clears them */
+		/* give the claims back so they are tried again (at least once: a
+		 * recipient the peer accepted may get a second copy) */
+		for (size_t i = 0; i < n; i++)
+			rel[nrel++] = res[i].rcpt;
+		n = 0;
 	}
 	if (nrel && queue_release(q, x->m->id, rel, nrel, &err) < 0) {
 		log_warnx("%s relay: cannot release recipients: %s", x->m->id, err ? err : "?");
@@ -374,6 +383,7 @@ static void rmsg_finish(struct relay *r, struct rmsg **xp)
 		}
 	}
 	r->inflight -= x->m->n_rcpts <= r->inflight ? x->m->n_rcpts : r->inflight;
+	slow_check("recording", x->m->id, t0);
 	free(res);
 	free(rel);
 	rmsg_free(xp);
@@ -689,6 +699,14 @@ static struct buf *ps_output(void *p)
 {
 	struct rsess *s = p;
 	sess_pump_content(s);
+	/* called after every step: keep the reply timeout right for what the
+	 * engine waits for now */
+	if (s->conn && s->cl) {
+		uint64_t t = cfg_of(s->r)->relay_timeout;
+		if (!t)
+			t = smtp_client_timeout_secs(s->cl);
+		conn_set_idle_timeout(s->conn, (unsigned)(t * 1000));
+	}
 	return smtp_client_output(s->cl);
 }
 
@@ -724,7 +742,7 @@ static void ps_closed(void *p, const char *reason)
 	struct rsess *s = p;
 	struct relay *r = s->r;
 	struct rjob *j = s->job;
-	struct rtarget *tg = &j->targets[s->tidx];
+	struct relay_target *tg = &j->targets[s->tidx];
 	s->conn = NULL;
 	bool tls_failed = reason && !strncmp(reason, "TLS", 3) && !s->was_ready && !tg->notls;
 	if (!reason || !strcmp(reason, "connection closed by peer") ||
@@ -828,7 +846,8 @@ static int sess_open(struct rjob *j, size_t t)
 	struct sockaddr_storage ss;
 	socklen_t sl = to_sockaddr(&j->targets[t].addr, j->port, &ss);
 	struct conn_settings cs = {
-		.idle_ms = RELAY_IDLE_MS,
+		.idle_ms = cfg->relay_timeout ? (unsigned)(cfg->relay_timeout * 1000)
+					      : RELAY_GREETING_MS,
 		.max_input = 64 * 1024,
 		.tls = r->tls,
 		.tls_server_name = j->targets[t].host,
@@ -861,12 +880,28 @@ static int sess_open(struct rjob *j, size_t t)
 	return 0;
 }
 
-static size_t first_alive(const struct rjob *j)
+size_t relay_first_alive(const struct relay_target *t, size_t n)
 {
-	for (size_t i = 0; i < j->ntargets; i++)
-		if (!j->targets[i].dead)
+	for (size_t i = 0; i < n; i++)
+		if (!t[i].dead)
 			return i;
 	return SIZE_MAX;
+}
+
+size_t relay_targets_build(const struct dns_result *res, const char *host_override,
+			   struct relay_target **out)
+{
+	size_t n = 0, k = 0;
+	for (size_t h = 0; h < res->nhosts; h++)
+		n += res->hosts[h].naddrs;
+	*out = n ? xcalloc(n, sizeof **out) : NULL;
+	for (size_t h = 0; h < res->nhosts; h++)
+		for (size_t a = 0; a < res->hosts[h].naddrs; a++)
+			(*out)[k++] = (struct relay_target){
+				.host = host_override ? host_override : res->hosts[h].name,
+				.addr = res->hosts[h].addrs[a],
+			};
+	return n;
 }
 
 /* Open sessions while there are messages nobody is handling and limits allow. */
@@ -886,7 +921,7 @@ static void job_pump(struct rjob *j)
 		return;
 	}
 	while (job_left(j) > j->nsess) {
-		size_t t = first_alive(j);
+		size_t t = relay_first_alive(j->targets, j->ntargets);
 		if (t == SIZE_MAX) {
 			if (j->nsess == 0) {
 				enum queue_outcome o = relay_exhausted_outcome(j->nperm, j->nfailed);
@@ -944,16 +979,7 @@ static void job_resolved(struct dns_result *res, void *ctx)
 		return;
 	}
 	j->dres = res;
-	size_t n = 0;
-	for (size_t h = 0; h < res->nhosts; h++)
-		n += res->hosts[h].naddrs;
-	j->targets = xcalloc(n, sizeof *j->targets);
-	for (size_t h = 0; h < res->nhosts; h++)
-		for (size_t a = 0; a < res->hosts[h].naddrs; a++)
-			j->targets[j->ntargets++] = (struct rtarget){
-				.host = j->smarthost ? j->shost : res->hosts[h].name,
-				.addr = res->hosts[h].addrs[a],
-			};
+	j->ntargets = relay_targets_build(res, j->smarthost ? j->shost : NULL, &j->targets);
 	job_pump(j);
 	job_maybe_finish(j);
 }
@@ -1123,6 +1149,7 @@ static void scan(struct relay *r)
 {
 	if (r->stopping)
 		return;
+	uint64_t t0 = time_mono_ms();
 	const struct config *cfg = cfg_of(r);
 	int64_t now = time_unix();
 	char *err = NULL;
@@ -1171,6 +1198,7 @@ static void scan(struct relay *r)
 			}
 		}
 		queue_due_free(&due);
+		slow_check("queue scan", NULL, t0);
 		/* start new jobs; existing resolved ones may open more sessions */
 		struct rjob *next;
 		for (struct rjob *j = r->jobs; j; j = next) {

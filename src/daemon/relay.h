@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "base/buf.h"
+#include "io/dns.h"
 #include "proto/smtp/smtp_client.h"
 #include "queue/queue.h"
 
@@ -38,6 +39,22 @@ bool relay_idle(const struct relay *r);
 void relay_free(struct relay **r);
 
 /* ---- decisions, exported for tests ---- */
+
+/* One address to try, in order. */
+struct relay_target {
+	const char *host; /* MX host name (into the dns_result), or the smarthost */
+	struct dns_addr addr;
+	bool dead;  /* failed before a session was ready: not tried again by this job */
+	bool notls; /* its TLS handshake failed: plaintext next time (RFC 7435) */
+};
+/* Flatten a resolved result into the order of attempts: hosts as the
+ * resolver sorted them (preference, random among equals), each host's
+ * addresses in its order. host_override (a smarthost) names every target.
+ * Returns the count; *out is malloc'd (NULL when 0). */
+size_t relay_targets_build(const struct dns_result *res, const char *host_override,
+			   struct relay_target **out);
+/* Index of the first target not dead, SIZE_MAX when all are. */
+size_t relay_first_alive(const struct relay_target *t, size_t n);
 
 /* Queue outcome of one recipient's smtp_client result. peer_dsn: the peer
  * offered DSN (RFC 3461), so an accepted recipient is PASSED, not RELAYED. */

@@ -379,10 +379,13 @@ static int begin_tls(struct conn *c)
 			/* RFC 6066 3: no literal IP addresses in SNI */
 			bool literal = inet_pton(AF_INET, c->server_name, &a4) == 1 ||
 				       inet_pton(AF_INET6, c->server_name, &a6) == 1;
-			if (!literal)
-				SSL_set_tlsext_host_name(ssl, c->server_name);
 			/* checked into the verify result, never enforced */
-			SSL_set1_host(ssl, c->server_name);
+			if (!literal) {
+				SSL_set_tlsext_host_name(ssl, c->server_name);
+				SSL_set1_host(ssl, c->server_name);
+			} else {
+				X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->server_name);
+			}
 		}
 	} else {
 		SSL_set_accept_state(ssl);
@@ -848,6 +851,15 @@ fail:
 	free(c);
 	close(fd);
 	return NULL;
+}
+
+void conn_set_idle_timeout(struct conn *c, unsigned ms)
+{
+	if (c->idle_ms == ms)
+		return;
+	c->idle_ms = ms;
+	if (!c->dead && !c->busy)
+		arm_timer(c); /* inside a dispatch, act() re-arms */
 }
 
 bool conn_is_connected(const struct conn *c)

@@ -54,6 +54,9 @@ struct conn *conn_new(struct evloop *ev, int fd, const struct conn_settings *set
 struct conn *conn_connect(struct evloop *ev, const struct sockaddr *sa, socklen_t salen,
 			  unsigned connect_ms, const struct conn_settings *set,
 			  const struct proto_session_ops *ops, void *sess, char **err_r);
+/* Change the idle timeout (ms, 0 = none) from now on: a client session waits
+ * for different replies with different timeouts (RFC 5321 4.5.3.2). */
+void conn_set_idle_timeout(struct conn *c, unsigned ms);
 /* True once a client connection is established (always true for accepted ones). */
 bool conn_is_connected(const struct conn *c);
 /* Client TLS: the certificate verification result as text ("ok" or

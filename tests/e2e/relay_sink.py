@@ -89,6 +89,10 @@ class Sink:
         tls = False
         authed = False
         try:
+            if not self.greeting:
+                # silent: never greet, wait for the client to give up
+                f.readline()
+                return
             send(self.greeting)
             if not self.greeting.startswith("220"):
                 f.readline()

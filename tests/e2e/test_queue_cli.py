@@ -89,6 +89,8 @@ def test_while_running(make_tern, helper):
     t.start()
     for q in (a, b):
         t.wait_log(q + r" relay to=.* attempt=1 status=deferred .*Connection refused")
+    # the log line comes just before the result is committed
+    assert wait_for(lambda: t.cli("queue", "list").stdout.count("deferred") == 2)
     out = t.cli("queue", "list").stdout
     assert re.search(r"<x@remote.test>  deferred  attempts=1  next=\d{4}-", out), out
     assert "Connection refused" in out and "2 messages" in out

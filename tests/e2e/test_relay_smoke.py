@@ -78,6 +78,7 @@ def test_tempfail_then_retry(make_tern, helper, sink):
     qid = enqueue(helper, t.data, "alice@example.org", ["bob@remote.test"], MSG)
     t.start()
     t.wait_log(qid + r" relay to=<bob@remote.test> .*status=deferred result=\"451 4.3.0 try later\"")
+    assert wait_for(lambda: "deferred" in t.cli("queue", "list").stdout)
     out = t.cli("queue", "list").stdout
     assert qid in out and "deferred" in out and "attempts=1" in out, out
     assert "451 4.3.0 try later" in out, out
@@ -151,6 +152,7 @@ def test_smarthost_down_then_restart_delivers(make_tern, helper, sink):
     qid = enqueue(helper, t.data, "alice@example.org", ["bob@remote.test"], MSG)
     t.start()
     t.wait_log(qid + r" relay to=<bob@remote.test> .*status=deferred .*Connection refused")
+    assert wait_for(lambda: "deferred" in t.cli("queue", "list").stdout)
     out = t.cli("queue", "list").stdout
     assert "deferred" in out and "Connection refused" in out, out
     assert t.stop() == 0
@@ -222,5 +224,35 @@ def test_mx_mode_domain_literal_and_dns_failure(make_tern, helper, sink):
     t.wait_log(q1 + r" relay to=<bob@\[127.0.0.1\]> relay=127.0.0.1\[127.0.0.1\]:\d+ .*status=sent")
     t.wait_log(q2 + r" relay to=<carol@unresolvable.test> relay=none .*status=deferred",
                timeout=30)
+    assert wait_for(lambda: "deferred" in t.cli("queue", "list").stdout)
     out = t.cli("queue", "list").stdout
     assert q2 in out and "deferred" in out and q1 not in out, out
+
+
+def test_silent_smarthost_times_out(make_tern, helper):
+    s = Sink(greeting="")
+    try:
+        t = make_tern(relay_conf(s.port, "relay_timeout = 1s\n", retry="1h"), start=False)
+        qid = enqueue(helper, t.data, "alice@example.org", ["bob@remote.test"], MSG)
+        t.start()
+        t.wait_log(qid + r" relay to=<bob@remote.test> .*status=deferred .*Timeout waiting for "
+                   r"the greeting", timeout=15)
+        assert wait_for(lambda: "deferred" in t.cli("queue", "list").stdout)
+        out = t.cli("queue", "list").stdout
+        assert "deferred" in out and "attempts=1" in out, out
+    finally:
+        s.close()
+
+
+def test_greeting_refused_bounces(make_tern, helper):
+    # the only host refuses every session with 554: permanent, bounced to the
+    # local sender (RFC 5321 3.1: 554 greeting, QUIT)
+    s = Sink(greeting="554 5.7.1 go away")
+    try:
+        t = make_tern(relay_conf(s.port), start=False)
+        qid = enqueue(helper, t.data, "alice@example.org", ["bob@remote.test"], MSG)
+        t.start()
+        t.wait_log(qid + r" relay to=<bob@remote.test> .*status=bounced .*554", timeout=15)
+        assert wait_for(lambda: len(t.messages("alice@example.org")) == 1)
+    finally:
+        s.close()
