@@ -47,6 +47,15 @@ void sasl_wire_free(uint8_t *p, size_t n)
 	free(p);
 }
 
+void sasl_wire_set_secret(char **slot, const char *v)
+{
+	if (*slot) {
+		explicit_bzero(*slot, strlen(*slot));
+		free(*slot);
+	}
+	*slot = v ? xstrdup(v) : NULL;
+}
+
 void sasl_wire_challenge(struct buf *b, const char *prefix, const uint8_t *p, size_t n)
 {
 	buf_xappend(b, prefix, strlen(prefix));

@@ -39,6 +39,10 @@ void sasl_wire_free(uint8_t *p, size_t n);
  * "334 " for SMTP, "+ " for POP3 and IMAP. */
 void sasl_wire_challenge(struct buf *b, const char *prefix, const uint8_t *p, size_t n);
 
+/* Replace *slot (a password held during an exchange) by a copy of v, or
+ * by NULL when v is NULL, wiping the old one first. */
+void sasl_wire_set_secret(char **slot, const char *v);
+
 /* The saslname of a SCRAM client-first-message (RFC 5802 7: gs2-header then
  * "n=" saslname, with "=2C" and "=3D" decoded), malloc'd, or NULL. */
 char *sasl_wire_scram_username(const uint8_t *p, size_t n);

@@ -90,6 +90,7 @@ struct smtp_sess {
 	struct buf hdr;		 /* submission: the header being held back */
 	bool hdr_done;
 	const char *hdr_refusal; /* submission: why From:/Sender: failed, or NULL */
+	bool saw_8bit;		 /* content has octets >= 0x80 (queue: eightbit) */
 	char msgid[17];
 	char qid[17];
 	bool commit_pending;
@@ -124,6 +125,7 @@ static void reset_tx(struct smtp_sess *s)
 	buf_deinit(&s->hdr);
 	s->hdr_done = false;
 	s->hdr_refusal = NULL;
+	s->saw_8bit = false;
 	s->qid[0] = '\0';
 }
 
@@ -243,6 +245,28 @@ static enum app_verdict op_mail(void *ctx, struct smtp_server *eng, const struct
 	return APP_OK;
 }
 
+/* Would the queue take this recipient with the transaction's envelope
+ * (its limits are tighter than SMTP's: 256-octet paths)? Asked at RCPT time
+ * so that nothing fails after the local copies are committed. */
+static bool queue_accepts(struct smtp_sess *s, const char *addr, const struct smtp_rcpt *r)
+{
+	struct queue_rcpt_spec spec = { addr, r->orcpt, r->notify };
+	struct queue_envelope env = {
+		.sender = s->from ? s->from : "",
+		.envid = s->envid,
+		.ret = (enum queue_ret)s->mail.ret,
+		.submitter = s->user,
+		.rcpts = &spec,
+		.n_rcpts = 1,
+	};
+	char *err = NULL;
+	if (queue_envelope_check(&env, &err) == 0)
+		return true;
+	log_info("%s smtp queue refuses to=<%s>: %s", s->base.id, addr, err ? err : "?");
+	free(err);
+	return false;
+}
+
 static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct smtp_rcpt *r)
 {
 	struct smtp_sess *s = ctx;
@@ -269,6 +293,13 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 	 * authenticated submission relays to domain names only. */
 	if (s->submission && s->user && domain[0] != '[' &&
 	    !config_is_local_domain(cfg, domain)) {
+		if (!queue_accepts(s, r->to, r)) {
+			smtp_server_reply(eng, 553, "5.1.3",
+					  "<%s>: Recipient address rejected: too long for relay", r->to);
+			log_refusal(s, "to", r->to, 553, "5.1.3 too long for relay");
+			free(addr);
+			return APP_REJECTED;
+		}
 		s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof *s->rcpts);
 		s->rcpts[s->nrcpts++] = (struct rcpt){ xstrdup(r->to), NULL, 0, true, r->notify,
 							r->orcpt ? xstrdup(r->orcpt) : NULL };
@@ -315,8 +346,12 @@ static enum app_verdict op_rcpt(void *ctx, struct smtp_server *eng, const struct
 	s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof *s->rcpts);
 	s->rcpts[s->nrcpts++] = (struct rcpt){ addr, users, (size_t)n, false, r->notify,
 						r->orcpt ? xstrdup(r->orcpt) : NULL };
-	if ((r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0])
-		s->nsuccess++;
+	if ((r->notify & SMTP_NOTIFY_SUCCESS) && s->from && s->from[0]) {
+		if (queue_accepts(s, addr, r))
+			s->nsuccess++;
+		else
+			s->rcpts[s->nrcpts - 1].notify &= ~(unsigned)SMTP_NOTIFY_SUCCESS;
+	}
 	return APP_OK;
 }
 
@@ -526,8 +561,13 @@ static int submit_write(struct smtp_sess *s, const uint8_t *p, size_t n)
 		}
 	}
 	size_t take = found ? cut : n;
-	if (old + take > SUBMIT_MAX_HEADER)
-		return -1;
+	if (old + take > SUBMIT_MAX_HEADER) {
+		/* refused at the end (552), the rest is dropped */
+		s->hdr_done = true;
+		s->hdr_refusal = "header section too large";
+		buf_deinit(&s->hdr);
+		return 0;
+	}
 	buf_xappend(&s->hdr, p, take);
 	if (!found)
 		return 0;
@@ -542,6 +582,8 @@ static int op_data_write(void *ctx, struct smtp_server *eng, const uint8_t *p, s
 	(void)eng;
 	if (!s->d)
 		return -1;
+	for (size_t i = 0; i < n && !s->saw_8bit; i++)
+		s->saw_8bit = p[i] >= 0x80;
 	if (s->submission)
 		return submit_write(s, p, n);
 	return delivery_write(s->d, p, n);
@@ -623,7 +665,8 @@ static int enqueue_spool(struct smtp_sess *s, struct delivery *d)
 		.sender = s->from ? s->from : "",
 		.envid = s->envid,
 		.ret = (enum queue_ret)s->mail.ret,
-		.eightbit = s->mail.body == SMTP_BODY_8BITMIME,
+		/* 8-bit content without BODY=8BITMIME still needs an 8BITMIME peer */
+		.eightbit = s->mail.body == SMTP_BODY_8BITMIME || s->saw_8bit,
 		.smtputf8 = s->mail.smtputf8,
 		.submitter = s->user,
 		.arrival = time_unix(),
@@ -693,10 +736,14 @@ static enum app_verdict op_data_end(void *ctx, struct smtp_server *eng)
 			return APP_REJECTED;
 		}
 		if (s->hdr_refusal) {
+			bool big = strstr(s->hdr_refusal, "too large") != NULL;
 			delivery_abort(&s->d);
-			smtp_server_reply(eng, 553, "5.7.1", "Error: %s %s", s->hdr_refusal,
-					  s->user ? s->user : "-");
-			log_refusal(s, "from", s->from, 553, s->hdr_refusal);
+			if (big)
+				smtp_server_reply(eng, 552, "5.3.4", "Error: %s", s->hdr_refusal);
+			else
+				smtp_server_reply(eng, 553, "5.7.1", "Error: %s (user %s)",
+						  s->hdr_refusal, s->user ? s->user : "-");
+			log_refusal(s, "from", s->from, big ? 552 : 553, s->hdr_refusal);
 			return APP_REJECTED;
 		}
 	}

@@ -481,3 +481,41 @@ def test_notify_success_for_local_delivery(sub, port):
     s.sendmail("y@remote.test", [BOB], "Subject: x\r\n\r\nx\r\n")
     s.quit()
     assert len(queue_rows(sub)) == 1
+
+
+def test_oversized_header_refused_permanently(sub):
+    s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=30)
+    s.login(ALICE, ALICEPW)
+    s.mail(ALICE)
+    s.rcpt(BOB)
+    big = "".join("X-Filler-%d: %s\r\n" % (i, "y" * 900) for i in range(300))
+    code, text = s.data("From: alice@example.org\r\n" + big + "\r\nbody\r\n")
+    assert code == 552 and text.startswith(b"5.3.4"), text
+    s.quit()
+    assert sub.messages(BOB) == []
+
+
+def test_recipient_beyond_queue_limits_refused_at_rcpt(sub):
+    c = Lines(sub.connect(sub.submission_port))
+    c.reply()
+    c.cmd("EHLO client.test")
+    login(c)
+    assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    long_rcpt = "a" * 300 + "@remote.test"
+    code, l = c.cmd("RCPT TO:<%s>" % long_rcpt)
+    assert code == 553 and "5.1.3" in l[0], l
+    assert c.cmd("RCPT TO:<%s>" % REMOTE)[0] == 250
+    assert c.cmd("QUIT")[0] == 221
+
+
+def test_eightbit_content_marked_in_queue(sub):
+    s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=10)
+    s.login(ALICE, ALICEPW)
+    s.sendmail(ALICE, [REMOTE], "From: alice@example.org\r\nSubject: x\r\n\r\nGr\xfc\xdfe\r\n".encode("latin-1"))
+    s.sendmail(ALICE, ["dave@remote.test"], "From: alice@example.org\r\nSubject: y\r\n\r\nplain\r\n")
+    s.sendmail(ALICE, ["erin@remote.test"], "From: alice@example.org\r\nSubject: z\r\n\r\nplain\r\n",
+               mail_options=["BODY=8BITMIME"])
+    s.quit()
+    rows = sorted(queue_rows(sub), key=lambda x: x[1][0]["addr"])
+    assert [(r[1][0]["addr"], r[0]["eightbit"]) for r in rows] == [
+        (REMOTE, 1), ("dave@remote.test", 0), ("erin@remote.test", 1)]

@@ -192,11 +192,7 @@ static bool cb_verify(void *ctx, const char *authcid, const char *password)
 	struct pop3_server *s = ctx;
 	free(s->sasl_user);
 	s->sasl_user = xstrdup(authcid);
-	if (s->sasl_pass) {
-		memset(s->sasl_pass, 0, strlen(s->sasl_pass));
-		free(s->sasl_pass);
-	}
-	s->sasl_pass = xstrdup(password);
+	sasl_wire_set_secret(&s->sasl_pass, password);
 	return true;
 }
 
@@ -221,11 +217,7 @@ void pop3_sasl_end(struct pop3_server *s)
 	s->sasl_user = NULL;
 	free(s->sasl_claimed);
 	s->sasl_claimed = NULL;
-	if (s->sasl_pass) {
-		memset(s->sasl_pass, 0, strlen(s->sasl_pass));
-		free(s->sasl_pass);
-		s->sasl_pass = NULL;
-	}
+	sasl_wire_set_secret(&s->sasl_pass, NULL);
 }
 
 /* Let the app see the end of an exchange the engine judged itself (so it

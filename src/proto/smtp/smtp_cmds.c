@@ -539,11 +539,7 @@ static bool cb_verify(void *ctx, const char *authcid, const char *password)
 	struct smtp_server *s = ctx;
 	free(s->sasl_user);
 	s->sasl_user = xstrdup(authcid);
-	if (s->sasl_pass) {
-		explicit_bzero(s->sasl_pass, strlen(s->sasl_pass));
-		free(s->sasl_pass);
-	}
-	s->sasl_pass = xstrdup(password);
+	sasl_wire_set_secret(&s->sasl_pass, password);
 	return true;
 }
 
@@ -565,11 +561,7 @@ void smtp_auth_end(struct smtp_server *s)
 	s->sasl_user = NULL;
 	free(s->sasl_claimed);
 	s->sasl_claimed = NULL;
-	if (s->sasl_pass) {
-		explicit_bzero(s->sasl_pass, strlen(s->sasl_pass));
-		free(s->sasl_pass);
-		s->sasl_pass = NULL;
-	}
+	sasl_wire_set_secret(&s->sasl_pass, NULL);
 }
 
 /* A refusal that ends the exchange. Protocol errors count toward
