@@ -793,3 +793,60 @@ def test_smarthost_down_then_up(relay_tern, net):
     (m,) = smart.wait_for(1, timeout=30)
     assert m.rcpt_addrs == ["bob@remote.test"]
     wait_queue_empty(t)
+
+
+def test_bounce_to_remote_sender_goes_out_with_null_sender(relay_tern, net):
+    refuses = net.sink(name="refuses")
+    refuses.on("RCPT", "550 5.1.1 unknown user")
+    home = net.sink(name="home")  # the sender's domain
+    net.mx("remote.test", refuses)
+    net.mx("sender.test", home)
+    t = relay_tern(start=False)
+    enqueue(t, "someone@sender.test", ["nobody@remote.test"],
+            message("from afar", sender="someone@sender.test"))
+    t.start()
+    (dsn,) = home.wait_for(1)
+    assert dsn.mail_from == "" and dsn.rcpt_addrs == ["someone@sender.test"]
+    parsed = email.message_from_bytes(dsn.data, policy=email.policy.compat32)
+    _, rcpts, _ = dsn_parts(parsed)
+    assert rcpts[0]["Action"].strip() == "failed" and "nobody@remote.test" in \
+        rcpts[0]["Final-Recipient"]
+    wait_queue_empty(t)
+
+
+def test_mx_host_without_address_skipped(relay_tern, net):
+    good = net.sink()
+    net.dns.set("ghost.remote.test", "NXDOMAIN")
+    net.mx("remote.test", (10, "ghost.remote.test"), (20, good))
+    t = relay_tern()
+    enqueue(t, ALICE, ["bob@remote.test"], message("ghost mx"))
+    good.wait_for(1)
+    wait_queue_empty(t)
+
+
+def test_second_address_of_a_host(relay_tern, net):
+    good = net.sink()
+    net.host("mx.remote.test", net.free_address(), good)  # first address refuses
+    net.mx("remote.test", (10, "mx.remote.test"))
+    t = relay_tern()
+    enqueue(t, ALICE, ["bob@remote.test"], message("two addresses"))
+    good.wait_for(1)
+    wait_queue_empty(t)
+
+
+def test_sigterm_during_data_then_restart(relay_tern, net):
+    sink = net.sink()
+    sink.on("EOM", "hang", times=1)
+    net.mx("remote.test", sink)
+    t = relay_tern()
+    enqueue(t, ALICE, ["bob@remote.test"], message("sigterm"))
+    sink.wait_data(1)
+    t0 = time.monotonic()
+    # the server waits for deliveries in flight, but only until its 30 s stop
+    # deadline, not for the peer's 10-minute final-reply timeout
+    t.stop(timeout=45)
+    assert time.monotonic() - t0 < 40
+    restart(t)
+    sink.wait_for(1, timeout=30)
+    wait_queue_empty(t)
+    assert len(sink.messages) == 1  # the held copy never got a 250: no duplicate
