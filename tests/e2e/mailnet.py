@@ -479,6 +479,8 @@ class Conn:
         self.tls_version = None
         self.auth = None  # authenticated user name
         self.commands = []  # every command line, decoded
+        self.replies = []  # (verb, code) of every reply sent, in order; "CONNECT"
+        # for the greeting, "EOM" after message content
         self.txns = []
         self.closed = False
         self.injected = False  # data pipelined after STARTTLS (RFC 3207 5 violation)
@@ -694,7 +696,10 @@ class Sink:
             rest = l[4:] if len(l) > 3 else ""
             out.append(code + ("-" if i < len(lines) - 1 else " ") + rest)
         self._send(conn, "\n".join(out))
-        return int(lines[-1][:3])
+        code = int(lines[-1][:3])
+        with self.cond:
+            conn.replies.append((verb, code))
+        return code
 
     def _hang(self, conn):
         """Answer nothing more: wait for the client to close, or the sink to stop."""

@@ -260,6 +260,8 @@ def test_sink_scripted_replies(net):
     assert [t.accepted for t in txns] == [False, True, True]
     assert txns[0].reply == 554 and txns[2].rcpt_addrs == ["slow@s.test", "ok@s.test"]
     assert txns[1].rejected == [("slow@s.test", 451), ("bad@s.test", 550)]
+    # smtplib RSETs after a DATA error
+    assert s.conns[0].replies[-4:] == [("DATA", 354), ("EOM", 554), ("RSET", 250), ("QUIT", 221)]
 
 
 def test_sink_greeting_close_and_hang(net):

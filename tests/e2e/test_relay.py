@@ -850,3 +850,33 @@ def test_sigterm_during_data_then_restart(relay_tern, net):
     sink.wait_for(1, timeout=30)
     wait_queue_empty(t)
     assert len(sink.messages) == 1  # the held copy never got a 250: no duplicate
+
+
+def test_reused_connection_survives_failed_transactions(relay_tern, net):
+    """One connection, five messages: refused sender, every recipient refused
+    (DATA then fails too), a 451 after the data, and two good ones. Each
+    failure affects its own message only; the session goes on (RSET)."""
+    sink = net.sink()
+    sink.on("MAIL", "550 5.7.1 sender refused", match="refused@")
+    sink.on("RCPT", "550 5.1.1 no such user", match="nouser@")
+    sink.on("EOM", "451 4.3.0 try later", times=1, match="Subject: eom-tempfail")
+    net.mx("remote.test", sink)
+    t = relay_tern("relay_max_per_domain = 1\n", start=False)
+    enqueue(t, "refused@example.org", ["a@remote.test"], message("mail-refused"))
+    enqueue(t, ALICE, ["ok1@remote.test"], message("good-1"))
+    enqueue(t, ALICE, ["nouser@remote.test"], message("rcpt-refused"))
+    enqueue(t, ALICE, ["later@remote.test"], message("eom-tempfail"))
+    enqueue(t, ALICE, ["ok2@remote.test"], message("good-2"))
+    t.start()
+    poll(lambda: sorted(a for m in sink.messages for a in m.rcpt_addrs) ==
+         ["later@remote.test", "ok1@remote.test", "ok2@remote.test"], 30,
+         "the three deliverable messages", t)
+    first = sink.conns[0]
+    got = sorted(a for x in first.txns if x.accepted for a in x.rcpt_addrs)
+    assert got == ["ok1@remote.test", "ok2@remote.test"], first.commands
+    # RSET after each failed transaction: no MAIL is ever "nested"
+    assert ("MAIL", 503) not in first.replies, first.replies
+    (dsn,) = inbox(t, ALICE, 1)  # refused@example.org has no mailbox: only alice's bounce
+    _, rcpts, _ = dsn_parts(dsn)
+    assert [r["Final-Recipient"].split(";")[1].strip() for r in rcpts] == ["nouser@remote.test"]
+    wait_queue_empty(t)
