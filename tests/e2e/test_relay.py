@@ -880,3 +880,44 @@ def test_reused_connection_survives_failed_transactions(relay_tern, net):
     _, rcpts, _ = dsn_parts(dsn)
     assert [r["Final-Recipient"].split(";")[1].strip() for r in rcpts] == ["nouser@remote.test"]
     wait_queue_empty(t)
+
+
+def test_kill9_after_peer_accepted_duplicate_only_there(relay_tern, net):
+    """The one allowed duplicate: the peer accepted (250 after the data) but
+    the server died before recording it. Here the sink kills the server
+    just before it sends that 250, so the server can never record it."""
+    sink = net.sink()
+    t = relay_tern()
+
+    def kill_then_accept(conn, arg):
+        t.proc.send_signal(signal.SIGKILL)
+        t.proc.wait(10)
+        return "250 2.0.0 accepted, but nobody hears it"
+
+    sink.on("EOM", kill_then_accept, times=1)
+    net.mx("remote.test", sink)
+    enqueue(t, ALICE, ["bob@remote.test"], message("dup"))
+    sink.wait_for(1)
+    t.proc.wait(10)
+    restart(t)
+    msgs = sink.wait_for(2, timeout=30)
+    wait_queue_empty(t)
+    assert len(sink.messages) == 2 and msgs[0].data == msgs[1].data
+    assert_no_mail_anywhere(t)
+
+
+@pytest.mark.parametrize("trouble", ["refused", "servfail"])
+def test_lifetime_bounce_for_connection_and_dns_trouble(relay_tern, net, trouble):
+    if trouble == "refused":
+        net.mx("remote.test", net.free_address())  # MX host down
+    else:
+        net.dns.set("remote.test", "SERVFAIL")
+    t = relay_tern("queue_lifetime = 3s\nqueue_delay_warning = 1h\n")
+    enqueue(t, ALICE, ["bob@remote.test"], message("lifetime " + trouble))
+    (dsn,) = inbox(t, ALICE, 1, timeout=30)
+    _, rcpts, _ = dsn_parts(dsn)
+    assert rcpts[0]["Action"].strip() == "failed"
+    assert re.fullmatch(r"[45]\.\d{1,3}\.\d{1,3}", rcpts[0]["Status"].strip())
+    wait_queue_empty(t)
+    if trouble == "servfail":
+        assert net.dns.count("remote.test", "MX") >= 2  # retried before giving up
