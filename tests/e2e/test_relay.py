@@ -921,3 +921,28 @@ def test_lifetime_bounce_for_connection_and_dns_trouble(relay_tern, net, trouble
     wait_queue_empty(t)
     if trouble == "servfail":
         assert net.dns.count("remote.test", "MX") >= 2  # retried before giving up
+
+
+def test_starttls_454_continues_in_plaintext(relay_tern, net):
+    sink = net.sink()
+    sink.on("STARTTLS", "454 4.7.0 TLS not available now")
+    net.mx("remote.test", sink)
+    t = relay_tern()
+    enqueue(t, ALICE, ["bob@remote.test"], message("454"))
+    (m,) = sink.wait_for(1, timeout=20)
+    assert not m.tls and m.conn.commands.count("STARTTLS") == 1  # opportunistic (RFC 7435)
+
+
+def test_tls_handshake_failure_then_delivered(relay_tern, net):
+    sink = net.sink()
+
+    def not_tls(conn, arg):
+        conn.sock.sendall(b"220 2.0.0 go ahead\r\nthis is not a TLS record\r\n")
+        return "close"
+
+    sink.on("STARTTLS", not_tls, times=1)
+    net.mx("remote.test", sink)
+    t = relay_tern()
+    enqueue(t, ALICE, ["bob@remote.test"], message("broken tls"))
+    (m,) = sink.wait_for(1, timeout=20)
+    assert len(sink.conns) >= 2 and sink.conns[0].txns == []
