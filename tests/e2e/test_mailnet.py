@@ -2,12 +2,10 @@
 queried with hand-made RFC 1035 messages and its answers decoded here by a
 separate minimal parser; the SMTP sinks are driven with smtplib (STARTTLS,
 AUTH) and raw sockets (scripted replies, BDAT, pipelining)."""
-import base64
 import smtplib
 import socket
 import ssl
 import struct
-import time
 
 import pytest
 

@@ -2,9 +2,9 @@
 
 Each test runs its own DNS server and SMTP sinks (mailnet.py): MX hosts are
 sinks on 127.a.b.c:25 (Tern delivers MX mail to port 25; without root, on one
-high port given to Tern as relay_mx_port), smarthosts sinks on ephemeral
-ports. Tern gets `dns_servers` pointing
-at the test's DNS server and a short `queue_retry`.
+high port given to Tern as relay_mx_port), smarthosts are sinks on ephemeral
+ports. Tern gets `dns_servers` pointing at the test's DNS server and a short
+`queue_retry`.
 
 Mail enters the queue through one function, enqueue(); see its docstring for
 the method used. Every wait is a poll with a bounded timeout.
