@@ -35,6 +35,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +64,7 @@
 #define FLUSH_TRIGGER "flush"
 
 struct rjob;
+struct rop;
 
 struct rmsg {
 	struct queue_msg *m;
@@ -134,6 +136,16 @@ struct relay {
 	unsigned nconns;
 	size_t inflight; /* claimed recipients */
 	bool stopping;
+	/* queue worker (see worker_main); wq NULL = record on the loop */
+	struct queue *wq;
+	pthread_t wthread;
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;
+	struct rop *work, **wtail; /* to run */
+	struct rop *done, **done_tail; /* run, to complete on the loop */
+	bool wstop;
+	struct ev_async *wasync;
+	unsigned nops; /* handed to the worker, not completed */
 };
 
 static void job_pump(struct rjob *j);
@@ -327,66 +339,190 @@ static void slow_check(const char *what, const char *id, uint64_t t0)
 			  (unsigned long long)ms);
 }
 
+/* One message's results on their way into the queue: built on the loop,
+ * written by the queue worker (or inline without one), completed on the
+ * loop. */
+struct rop {
+	struct rop *next;
+	bool all;	/* queue_notify_all() instead of one message (x NULL) */
+	struct rmsg *x;
+	struct queue_result *res;
+	size_t n;
+	uint32_t *rel;
+	size_t nrel;
+	bool deferred; /* some recipient was deferred: its next try needs a timer */
+	/* results */
+	char dsn[17];
+	int notified; /* queue_notify's return */
+	char *err_record, *err_release, *err_notify;
+};
+
+/* The SQLite side: record, release, notify. Any thread, one handle. */
+static void rop_run(struct queue *q, struct rop *op)
+{
+	struct rmsg *x = op->x;
+	int64_t now = time_unix();
+	if (op->all) {
+		/* on the same handle and thread as the per-message notifies, so
+		 * two of them never build a DSN for the same recipients */
+		op->notified = queue_notify_all(q, now, &op->err_notify);
+		return;
+	}
+	uint64_t t0 = time_mono_ms();
+	if (op->n && queue_record(q, x->m->id, op->res, op->n, now, &op->err_record) < 0) {
+		/* give the claims back so they are tried again (at least once: a
+		 * recipient the peer accepted may get a second copy) */
+		for (size_t i = 0; i < op->n; i++)
+			op->rel[op->nrel++] = op->res[i].rcpt;
+		op->n = 0;
+	}
+	if (op->nrel && queue_release(q, x->m->id, op->rel, op->nrel, &op->err_release) < 0) {
+		/* the claims stay until the next start */
+	}
+	op->notified = 0;
+	if (op->n)
+		op->notified = queue_notify(q, x->m->id, now, op->dsn, &op->err_notify);
+	uint64_t ms = time_mono_ms() - t0;
+	if (ms >= 1000)
+		log_warnx("%s relay: recording took %llu ms", x->m->id, (unsigned long long)ms);
+}
+
+/* Back on the loop: logs, wake-ups, free. */
+static void rop_complete(struct relay *r, struct rop *op)
+{
+	if (op->all) {
+		if (op->notified < 0) {
+			log_warnx("relay: queue_notify_all: %s",
+				  op->err_notify ? op->err_notify : "?");
+		} else if (op->notified > 0) {
+			log_debug("relay: notifications for %d messages", op->notified);
+			relay_kick(r);
+		}
+		free(op->err_notify);
+		free(op);
+		return;
+	}
+	struct rmsg *x = op->x;
+	const char *id = x->m->id;
+	if (op->err_record)
+		log_warnx("%s relay: cannot record results: %s", id, op->err_record);
+	if (op->err_release)
+		log_warnx("%s relay: cannot release recipients: %s", id, op->err_release);
+	if (op->notified < 0)
+		log_warnx("%s relay: notify: %s", id, op->err_notify ? op->err_notify : "?");
+	if (op->dsn[0])
+		log_info("%s relay dsn=%s queued for <%s>", id, op->dsn, x->m->sender);
+	if (op->notified == 1)
+		log_info("%s relay removed (all recipients final)", id);
+	/* a DSN to send, or a deferral whose retry time a scan made while the
+	 * recipient was still claimed could not see */
+	if (op->dsn[0] || op->deferred || op->nrel)
+		relay_kick(r);
+	r->inflight -= x->m->n_rcpts <= r->inflight ? x->m->n_rcpts : r->inflight;
+	free(op->err_record);
+	free(op->err_release);
+	free(op->err_notify);
+	free(op->res);
+	free(op->rel);
+	rmsg_free(&op->x);
+	free(op);
+}
+
+static void *worker_main(void *arg);
+
+static void rop_submit(struct relay *r, struct rop *op)
+{
+	if (!r->wq) {
+		uint64_t t0 = time_mono_ms();
+		rop_run(r->srv->queue, op);
+		slow_check(op->all ? "notifications" : "recording", op->all ? NULL : op->x->m->id,
+			   t0);
+		rop_complete(r, op);
+		return;
+	}
+	r->nops++;
+	pthread_mutex_lock(&r->wlock);
+	*r->wtail = op;
+	r->wtail = &op->next;
+	pthread_cond_signal(&r->wcond);
+	pthread_mutex_unlock(&r->wlock);
+}
+
 static void rmsg_finish(struct relay *r, struct rmsg **xp)
 {
-	uint64_t t0 = time_mono_ms();
 	struct rmsg *x = *xp;
-	struct queue *q = r->srv->queue;
-	char *err = NULL;
-	size_t n = 0;
-	struct queue_result *res = xcalloc(x->m->n_rcpts ? x->m->n_rcpts : 1, sizeof *res);
-	uint32_t *rel = xcalloc(x->m->n_rcpts ? x->m->n_rcpts : 1, sizeof *rel);
-	size_t nrel = 0;
+	*xp = NULL;
+	struct rop *op = xcalloc(1, sizeof *op);
+	op->x = x;
+	op->res = xcalloc(x->m->n_rcpts ? x->m->n_rcpts : 1, sizeof *op->res);
+	op->rel = xcalloc(x->m->n_rcpts ? x->m->n_rcpts : 1, sizeof *op->rel);
 	for (size_t i = 0; i < x->m->n_rcpts; i++) {
 		bool local_abort = x->done[i] && r->stopping &&
 				   x->res[i].outcome == QUEUE_OUT_TEMPFAIL && x->res[i].err.code == 0;
 		if (!x->done[i] || local_abort) {
-			rel[nrel++] = x->m->rcpts[i].idx;
+			op->rel[op->nrel++] = x->m->rcpts[i].idx;
 			continue;
 		}
-		res[n] = x->res[i];
+		struct queue_result *qr = &op->res[op->n++];
+		*qr = x->res[i];
 		const char *text = buf_cstr(&x->texts[i]);
-		res[n].err.text = *text ? text : NULL;
-		res[n].err.remote = x->remote;
-		n++;
+		qr->err.text = *text ? text : NULL;
+		qr->err.remote = x->remote;
+		if (qr->outcome == QUEUE_OUT_TEMPFAIL)
+			op->deferred = true;
 	}
-	int64_t now = time_unix();
-	if (n && queue_record(q, x->m->id, res, n, now, &err) < 0) {
-		log_warnx("%s relay: cannot record results: %s", x->m->id, err ? err : "?");
-		free(err);
-		err = NULL;
-		/* give the claims back so they are tried again (at least once: a
-		 * recipient the peer accepted may get a second copy) */
-		for (size_t i = 0; i < n; i++)
-			rel[nrel++] = res[i].rcpt;
-		n = 0;
+	rop_submit(r, op);
+}
+
+/* Completed ops, on the loop (ev_async), or from relay_free. */
+static void worker_reap(struct relay *r)
+{
+	pthread_mutex_lock(&r->wlock);
+	struct rop *done = r->done;
+	r->done = NULL;
+	r->done_tail = &r->done;
+	pthread_mutex_unlock(&r->wlock);
+	while (done) {
+		struct rop *next = done->next;
+		r->nops--;
+		rop_complete(r, done);
+		done = next;
 	}
-	if (nrel && queue_release(q, x->m->id, rel, nrel, &err) < 0) {
-		log_warnx("%s relay: cannot release recipients: %s", x->m->id, err ? err : "?");
-		free(err);
-		err = NULL;
+}
+
+static void worker_async(struct evloop *ev, void *ctx)
+{
+	(void)ev;
+	worker_reap(ctx);
+}
+
+/* The queue worker: one thread, its own queue handle (QUEUE_OPEN_WRITER), so
+ * the fsync behind every recorded result never holds up the event loop. Ops
+ * run in order; the thread drains the list before it exits. */
+static void *worker_main(void *arg)
+{
+	struct relay *r = arg;
+	pthread_mutex_lock(&r->wlock);
+	for (;;) {
+		while (!r->work && !r->wstop)
+			pthread_cond_wait(&r->wcond, &r->wlock);
+		struct rop *op = r->work;
+		if (!op)
+			break; /* stopping and drained */
+		r->work = op->next;
+		if (!r->work)
+			r->wtail = &r->work;
+		op->next = NULL;
+		pthread_mutex_unlock(&r->wlock);
+		rop_run(r->wq, op);
+		pthread_mutex_lock(&r->wlock);
+		*r->done_tail = op;
+		r->done_tail = &op->next;
+		if (r->wasync)
+			ev_async_notify(r->wasync);
 	}
-	if (n) {
-		char dsn[17] = "";
-		int nr = queue_notify(q, x->m->id, now, dsn, &err);
-		if (nr < 0) {
-			log_warnx("%s relay: notify: %s", x->m->id, err ? err : "?");
-			free(err);
-		} else {
-			if (dsn[0])
-				log_info("%s relay dsn=%s queued for <%s>", x->m->id, dsn,
-					 x->m->sender);
-			if (nr == 1)
-				log_info("%s relay removed (all recipients final)", x->m->id);
-			if (dsn[0])
-				relay_kick(r);
-		}
-	}
-	r->inflight -= x->m->n_rcpts <= r->inflight ? x->m->n_rcpts : r->inflight;
-	slow_check("recording", x->m->id, t0);
-	free(res);
-	free(rel);
-	rmsg_free(xp);
+	pthread_mutex_unlock(&r->wlock);
+	return NULL;
 }
 
 /* ---- jobs ---- */
@@ -1261,15 +1397,9 @@ static void notify_fired(struct evloop *ev, void *ctx)
 {
 	struct relay *r = ctx;
 	r->notify_timer = NULL;
-	char *err = NULL;
-	int n = queue_notify_all(r->srv->queue, time_unix(), &err);
-	if (n < 0) {
-		log_warnx("relay: queue_notify_all: %s", err ? err : "?");
-		free(err);
-	} else if (n > 0) {
-		log_debug("relay: notifications for %d messages", n);
-		relay_kick(r);
-	}
+	struct rop *op = xcalloc(1, sizeof *op);
+	op->all = true;
+	rop_submit(r, op);
 	if (!r->stopping)
 		r->notify_timer = ev_timer_add(ev, RELAY_NOTIFY_MS, notify_fired, r);
 }
@@ -1328,6 +1458,30 @@ struct relay *relay_new(struct server *srv, char **err_r)
 			  terr ? terr : "?");
 		free(terr);
 	}
+	/* the queue worker: results recorded off the loop */
+	pthread_mutex_init(&r->wlock, NULL);
+	pthread_cond_init(&r->wcond, NULL);
+	r->wtail = &r->work;
+	r->done_tail = &r->done;
+	char *qerr = NULL;
+	r->wq = queue_open(cfg->data_dir, QUEUE_OPEN_WRITER, &qerr);
+	if (r->wq) {
+		queue_set_policy(r->wq, &(struct queue_policy){
+						.retry = (int64_t)cfg->queue_retry,
+						.lifetime = (int64_t)cfg->queue_lifetime,
+						.delay_warn = (int64_t)cfg->queue_delay_warning,
+						.hostname = cfg->hostname,
+					});
+		r->wasync = ev_async_new(r->ev, worker_async, r);
+		if (pthread_create(&r->wthread, NULL, worker_main, r) != 0) {
+			log_warnx("relay: no queue worker thread; recording on the event loop");
+			ev_async_free(&r->wasync);
+			queue_close(&r->wq);
+		}
+	} else {
+		log_warnx("relay: %s; recording on the event loop", qerr ? qerr : "?");
+		free(qerr);
+	}
 	r->ino_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (r->ino_fd >= 0) {
 		const char *spool = queue_spool_root(srv->queue);
@@ -1370,7 +1524,7 @@ bool relay_idle(const struct relay *r)
 {
 	if (!r)
 		return true;
-	if (r->nconns)
+	if (r->nconns || r->nops)
 		return false;
 	for (const struct rjob *j = r->jobs; j; j = j->next)
 		if (j->nlocal)
@@ -1400,6 +1554,20 @@ void relay_free(struct relay **rp)
 		next = j->next;
 		job_free(j);
 	}
+	r->jobs = NULL;
+	if (r->wq) {
+		/* the worker drains what is queued, then exits */
+		pthread_mutex_lock(&r->wlock);
+		r->wstop = true;
+		pthread_cond_signal(&r->wcond);
+		pthread_mutex_unlock(&r->wlock);
+		pthread_join(r->wthread, NULL);
+		worker_reap(r);
+		ev_async_free(&r->wasync);
+		queue_close(&r->wq);
+	}
+	pthread_mutex_destroy(&r->wlock);
+	pthread_cond_destroy(&r->wcond);
 	dns_free(&r->dns);
 	tls_ctx_unref(&r->tls);
 	free(r);

@@ -111,6 +111,7 @@ struct queue {
 	char *root, *new_dir, *tmp_dir;
 	int lock_fd;
 	bool server;
+	bool writer; /* may create files: the server handle or QUEUE_OPEN_WRITER */
 	struct queue_policy pol; /* defaults applied; hostname owned */
 };
 
@@ -405,6 +406,7 @@ struct queue *queue_open(const char *data_dir, unsigned flags, char **err_r)
 	struct queue *q = xcalloc(1, sizeof *q);
 	q->lock_fd = -1;
 	q->server = (flags & QUEUE_OPEN_SERVER) != 0;
+	q->writer = q->server || (flags & QUEUE_OPEN_WRITER) != 0;
 	q->root = xasprintf("%s/queue", data_dir);
 	q->new_dir = xasprintf("%s/new", q->root);
 	q->tmp_dir = xasprintf("%s/tmp", q->root);
@@ -425,13 +427,28 @@ struct queue *queue_open(const char *data_dir, unsigned flags, char **err_r)
 		free(lp);
 	}
 	char *path = xasprintf("%s/queue.db", q->root);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd < 0) {
-		set_err(err_r, "open(%s): %s", path, strerror(errno));
+	/* Create the file 0600 (and refuse a symlink) ourselves, but never
+	 * open+close an existing database: close(2) drops every POSIX lock this
+	 * process holds on the file, including those of another handle's SQLite
+	 * connection, and another process could then checkpoint and reset the
+	 * WAL under it (a second handle in the server, QUEUE_OPEN_WRITER). */
+	struct stat sb;
+	if (lstat(path, &sb) < 0) {
+		int fd = errno == ENOENT
+				 ? open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600)
+				 : -1;
+		if (fd < 0 && errno != EEXIST) {
+			set_err(err_r, "open(%s): %s", path, strerror(errno));
+			free(path);
+			goto fail;
+		}
+		if (fd >= 0)
+			close(fd); /* new: nobody can hold locks on it yet */
+	} else if (!S_ISREG(sb.st_mode)) {
+		set_err(err_r, "%s: not a regular file", path);
 		free(path);
 		goto fail;
 	}
-	close(fd);
 	int rc = sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		set_err(err_r, "sqlite3_open(%s): %s", path,
@@ -604,7 +621,7 @@ static int insert_rows(struct queue *q, const struct queue_envelope *env, const 
 
 struct queue_writer *queue_writer_new(struct queue *q, char **err_r)
 {
-	ASSERT(q->server); /* see queue.h: recovery would take a CLI's file */
+	ASSERT(q->writer); /* see queue.h: recovery would take a CLI's file */
 	struct queue_writer *w = xcalloc(1, sizeof *w);
 	w->q = q;
 	w->fd = -1;
@@ -814,7 +831,7 @@ static int count_lfs_file(const char *path, uint64_t *lfs_r)
 int queue_enqueue_file(struct queue *q, const struct queue_envelope *env, const char *rel,
 		       char id_r[17], char **err_r)
 {
-	ASSERT(q->server);
+	ASSERT(q->writer);
 	size_t rl = strnlen(rel, REL_MAX + 1);
 	if (rl > REL_MAX || strncmp(rel, "new/", 4) != 0 || rl == 4 || strchr(rel + 4, '/') ||
 	    rel[4] == '.') {

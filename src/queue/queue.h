@@ -157,6 +157,11 @@ struct queue_msg {
 
 enum queue_open_flags {
 	QUEUE_OPEN_SERVER = 1 << 0, /* take the lock, recover (see above) */
+	/* A second handle inside the server process, for another thread: may
+	 * create files (enqueue, DSNs) like the server handle, but takes no lock
+	 * and recovers nothing. Open it only after the server handle (whose
+	 * recovery then already ran) and close it before that one. */
+	QUEUE_OPEN_WRITER = 1 << 1,
 };
 
 /* Opens (creating if needed) <data_dir>/queue. NULL + *err_r (malloc'd, for
