@@ -872,8 +872,9 @@ def test_reused_connection_survives_failed_transactions(relay_tern, net):
          ["later@remote.test", "ok1@remote.test", "ok2@remote.test"], 30,
          "the three deliverable messages", t)
     first = sink.conns[0]
-    got = sorted(a for x in first.txns if x.accepted for a in x.rcpt_addrs)
-    assert got == ["ok1@remote.test", "ok2@remote.test"], first.commands
+    got = [a for x in first.txns if x.accepted for a in x.rcpt_addrs]
+    # the 451'd message may come back on the same connection, if still open
+    assert {"ok1@remote.test", "ok2@remote.test"} <= set(got), first.commands
     # RSET after each failed transaction: no MAIL is ever "nested"
     assert ("MAIL", 503) not in first.replies, first.replies
     (dsn,) = inbox(t, ALICE, 1)  # refused@example.org has no mailbox: only alice's bounce
