@@ -765,7 +765,7 @@ def bench_relay(args):
             res["tls"] = sum(1 for s in sinks for c in s.conns if c.tls)
             res["rejected"] = sum(len(x.rejected) for s in sinks for x in s.txns)
             res["per_conn"] = res["delivered"] / max(1, res["conns"])
-            res["max_conns"] = max(len(s.conns) for s in sinks)
+            res["max_conns"] = max(s.peak_conns() for s in sinks)
             res["bench_cpu"] = (lambda u: u.ru_utime + u.ru_stime)(
                 resource.getrusage(resource.RUSAGE_SELF)) - t["cpu0"]
 
@@ -819,7 +819,7 @@ def relay_section(args, r):
         "|---|---|",
         f"| messages relayed per second | {r['rate']:.0f} ({r['delivered']:,} in {r['secs']:.1f} s) |",
         f"| SMTP connections opened | {r['conns']:,} ({r['tls']:,} with STARTTLS; at most "
-        f"{r['max_conns']} to one host) |",
+        f"{r['max_conns']} at once to one host) |",
         f"| messages per connection (reuse) | {r['per_conn']:.1f} |",
         f"| server CPU / peak RSS | {r['cpu']:.1f} s / {r['peak'] / 1024:.1f} MiB |",
         f"| CPU of the benchmark process (DNS and sinks) | {r['bench_cpu']:.1f} s |",

@@ -483,6 +483,8 @@ class Conn:
         # for the greeting, "EOM" after message content
         self.txns = []
         self.closed = False
+        self.opened_at = time.monotonic()
+        self.closed_at = None
         self.injected = False  # data pipelined after STARTTLS (RFC 3207 5 violation)
         self.pipelined = []  # commands that arrived with more input already behind them
         self.buf = b""
@@ -637,6 +639,17 @@ class Sink:
         with self.cond:
             return [t for t in self.txns if t.via]
 
+    def peak_conns(self):
+        """Most connections that were open at the same time."""
+        with self.cond:
+            ev = sorted([(c.opened_at, 1) for c in self.conns] +
+                        [(c.closed_at, -1) for c in self.conns if c.closed_at is not None])
+        peak = cur = 0
+        for _, d in ev:
+            cur += d
+            peak = max(peak, cur)
+        return peak
+
     def wait_closed(self, timeout=10):
         """Waits until every connection so far was closed."""
         self.wait(lambda: all(c.closed for c in self.conns), timeout, "all connections closed")
@@ -674,6 +687,7 @@ class Sink:
                 pass
             with self.cond:
                 conn.closed = True
+                conn.closed_at = time.monotonic()
                 self.cond.notify_all()
 
     def _send(self, conn, text):

@@ -278,6 +278,14 @@ def test_sink_greeting_close_and_hang(net):
     c.close()
     smtplib.SMTP(s.host, s.port, timeout=5).quit()  # rules used up: normal again
     s.wait_closed()
+    assert len(s.conns) == 4 and s.peak_conns() == 1  # one after the other
+    a = socket.create_connection((s.host, s.port), timeout=5)
+    b = socket.create_connection((s.host, s.port), timeout=5)
+    s.wait_conns(6)
+    assert s.peak_conns() == 2
+    a.close()
+    b.close()
+    s.wait_closed()
 
 
 def test_sink_hang_on_eom_holds_message(net):

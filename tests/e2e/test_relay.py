@@ -703,7 +703,7 @@ def test_per_domain_connection_limit(relay_tern, net):
     t.start()
     sink.wait_conns(2)
     time.sleep(1)  # a third connection would have come by now
-    assert len(sink.conns) == 2
+    assert len(sink.conns) == 2 and sink.peak_conns() == 2
 
 
 def test_total_connection_limit(relay_tern, net):
