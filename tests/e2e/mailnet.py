@@ -650,9 +650,10 @@ class Sink:
             peak = max(peak, cur)
         return peak
 
-    def wait_closed(self, timeout=10):
-        """Waits until every connection so far was closed."""
-        self.wait(lambda: all(c.closed for c in self.conns), timeout, "all connections closed")
+    def wait_closed(self, timeout=10, n=1):
+        """Waits until at least n connections came and every one so far was closed."""
+        self.wait(lambda: len(self.conns) >= n and all(c.closed for c in self.conns), timeout,
+                  "%d+ connections, all closed" % n)
 
     # -- server --
     def _accept_loop(self):
