@@ -18,6 +18,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -947,3 +948,33 @@ def test_tls_handshake_failure_then_delivered(relay_tern, net):
     enqueue(t, ALICE, ["bob@remote.test"], message("broken tls"))
     (m,) = sink.wait_for(1, timeout=20)
     assert len(sink.conns) >= 2 and sink.conns[0].txns == []
+
+
+def test_queue_delete_during_delivery(relay_tern, net):
+    """`tern queue delete` of a message whose data the peer is holding: the
+    late 250 is ignored, nothing is retried or bounced, the server lives on."""
+    release = threading.Event()
+    sink = net.sink()
+
+    def hold(conn, arg):
+        release.wait(30)
+        return None  # then the default 250
+
+    sink.on("EOM", hold, times=1)
+    net.mx("remote.test", sink)
+    t = relay_tern(start=False)
+    qid = enqueue(t, ALICE, ["bob@remote.test"], message("deleted in flight"))
+    t.start()
+    sink.wait_data(1)
+    out = t.cli("queue", "delete", qid)
+    assert qid in out.stdout
+    assert qid not in queue_list(t)
+    release.set()
+    sink.wait_for(1)
+    # the server still works: another message goes through
+    enqueue(t, ALICE, ["carol@remote.test"], message("after delete"))
+    sink.wait_for(2)
+    wait_queue_empty(t)
+    assert [m.rcpt_addrs for m in sink.messages] == [["bob@remote.test"], ["carol@remote.test"]]
+    assert_no_mail_anywhere(t)
+    assert t.proc.poll() is None
