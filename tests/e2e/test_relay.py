@@ -978,3 +978,18 @@ def test_queue_delete_during_delivery(relay_tern, net):
     assert [m.rcpt_addrs for m in sink.messages] == [["bob@remote.test"], ["carol@remote.test"]]
     assert_no_mail_anywhere(t)
     assert t.proc.poll() is None
+
+
+def test_bounce_of_a_big_message_returns_headers_only(relay_tern, net):
+    sink = net.sink()
+    sink.on("RCPT", "550 5.1.1 gone")
+    net.mx("remote.test", sink)
+    t = relay_tern()
+    body = ("x" * 70 + "\r\n") * 24000  # about 1.7 MB: more than a DSN returns whole
+    enqueue(t, ALICE, ["bob@remote.test"], message("too big to return", body=body), ret="FULL")
+    (dsn,) = inbox(t, ALICE, 1)
+    _, rcpts, returned = dsn_parts(dsn)
+    assert rcpts[0]["Action"].strip() == "failed"
+    assert returned.get_content_type() == "text/rfc822-headers"
+    assert "too big to return" in returned.as_string()
+    assert os.path.getsize(t.messages(ALICE)[0]) < 100000
