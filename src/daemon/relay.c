@@ -29,7 +29,12 @@
  * as the SMTP role does.
  *
  * At most RELAY_MAX_INFLIGHT recipients are claimed at once; finishing a job
- * triggers the next scan. */
+ * triggers the next scan.
+ *
+ * SQLite: every queue call of the scheduler (scan, record/release/notify,
+ * notify_all) is an op run in order by one worker thread with its own queue
+ * handle (QUEUE_OPEN_WRITER), completed back on the loop via ev_async; the
+ * loop thread never waits for an fsync of the queue. */
 #include "daemon/relay.h"
 
 #include <arpa/inet.h>
@@ -144,6 +149,9 @@ struct relay {
 	struct rop *work, **wtail; /* to run */
 	struct rop *done, **done_tail; /* run, to complete on the loop */
 	bool wstop;
+	bool worker_gone; /* joined (relay_free): ops run inline */
+	bool scanning;	  /* a scan op is with the worker */
+	bool rescan;	  /* a scan was asked for meanwhile */
 	struct ev_async *wasync;
 	unsigned nops; /* handed to the worker, not completed */
 };
@@ -345,6 +353,13 @@ static void slow_check(const char *what, const char *id, uint64_t t0)
 struct rop {
 	struct rop *next;
 	bool all;	/* queue_notify_all() instead of one message (x NULL) */
+	bool scan;	/* queue_due() + queue_next_due() (x NULL) */
+	size_t max;	/* scan: recipients to claim at most */
+	int64_t now;	/* scan: the time it ran for */
+	struct queue_due due;
+	int nd;		/* queue_next_due's return */
+	int64_t next_t;
+	char *err_due, *err_next;
 	struct rmsg *x;
 	struct queue_result *res;
 	size_t n;
@@ -362,6 +377,12 @@ static void rop_run(struct queue *q, struct rop *op)
 {
 	struct rmsg *x = op->x;
 	int64_t now = time_unix();
+	if (op->scan) {
+		if (op->max && queue_due(q, op->now, op->max, &op->due, &op->err_due) < 0)
+			memset(&op->due, 0, sizeof op->due);
+		op->nd = queue_next_due(q, &op->next_t, &op->err_next);
+		return;
+	}
 	if (op->all) {
 		/* on the same handle and thread as the per-message notifies, so
 		 * two of them never build a DSN for the same recipients */
@@ -388,8 +409,14 @@ static void rop_run(struct queue *q, struct rop *op)
 }
 
 /* Back on the loop: logs, wake-ups, free. */
+static void scan_done(struct relay *r, struct rop *op);
+
 static void rop_complete(struct relay *r, struct rop *op)
 {
+	if (op->scan) {
+		scan_done(r, op);
+		return;
+	}
 	if (op->all) {
 		if (op->notified < 0) {
 			log_warnx("relay: queue_notify_all: %s",
@@ -432,11 +459,12 @@ static void *worker_main(void *arg);
 
 static void rop_submit(struct relay *r, struct rop *op)
 {
-	if (!r->wq) {
+	if (!r->wq || r->worker_gone) {
+		/* no worker (or, in relay_free, no longer one): here and now */
 		uint64_t t0 = time_mono_ms();
-		rop_run(r->srv->queue, op);
-		slow_check(op->all ? "notifications" : "recording", op->all ? NULL : op->x->m->id,
-			   t0);
+		rop_run(r->wq ? r->wq : r->srv->queue, op);
+		slow_check(op->scan ? "queue scan" : op->all ? "notifications" : "recording",
+			   op->x ? op->x->m->id : NULL, t0);
 		rop_complete(r, op);
 		return;
 	}
@@ -1281,88 +1309,114 @@ static struct rjob *job_find(struct relay *r, const char *key)
 	return NULL;
 }
 
+/* Due recipients become jobs (loop thread). */
+static void scan_apply(struct relay *r, struct queue_due *due)
+{
+	const struct config *cfg = cfg_of(r);
+	char shost[256] = "";
+	uint16_t sport = 25;
+	const char *why = NULL;
+	bool smart = *cfg->relay_host &&
+		     config_parse_hostport(cfg->relay_host, shost, sizeof shost, &sport, &why) == 0;
+	for (size_t b = 0; b < due->n; b++) {
+		struct queue_batch *bt = &due->v[b];
+		bool local = config_is_local_domain(cfg, bt->domain);
+		struct rjob *j = NULL;
+		char *key = local ? xstrdup(bt->domain)
+			    : smart ? xasprintf("[%s]:%u", shost, sport)
+				    : xstrdup(bt->domain);
+		if (!local)
+			j = job_find(r, key);
+		if (!j) {
+			j = xcalloc(1, sizeof *j);
+			j->r = r;
+			j->key = key;
+			j->local = local;
+			j->smarthost = !local && smart;
+			if (j->smarthost) {
+				snprintf(j->shost, sizeof j->shost, "%s", shost);
+				j->port = sport;
+			}
+			j->next = r->jobs;
+			r->jobs = j;
+		} else {
+			free(key);
+		}
+		for (size_t m = 0; m < bt->n_msgs; m++) {
+			r->inflight += bt->msgs[m]->n_rcpts;
+			job_push(j, rmsg_new(bt->msgs[m]));
+			bt->msgs[m] = NULL;
+		}
+	}
+	/* start new jobs; existing resolved ones may open more sessions */
+	struct rjob *next;
+	for (struct rjob *j = r->jobs; j; j = next) {
+		next = j->next;
+		if (!j->resolved && !j->dreq)
+			job_start(j);
+		else if (j->resolved)
+			job_pump(j);
+	}
+	for (struct rjob *j = r->jobs; j; j = next) {
+		next = j->next;
+		job_maybe_finish(j);
+	}
+}
+
+/* A scan came back from the worker (or ran inline). */
+static void scan_done(struct relay *r, struct rop *op)
+{
+	r->scanning = false;
+	if (op->err_due)
+		log_warnx("relay: queue_due: %s", op->err_due);
+	if (op->nd < 0)
+		log_warnx("relay: queue_next_due: %s", op->err_next ? op->err_next : "?");
+	if (r->stopping) {
+		/* claimed meanwhile: give everything back untouched */
+		for (size_t b = 0; b < op->due.n; b++)
+			for (size_t m = 0; m < op->due.v[b].n_msgs; m++) {
+				struct rmsg *x = rmsg_new(op->due.v[b].msgs[m]);
+				op->due.v[b].msgs[m] = NULL;
+				r->inflight += x->m->n_rcpts;
+				rmsg_finish(r, &x);
+			}
+	} else {
+		scan_apply(r, &op->due);
+		/* sleep until the next due recipient, at most a minute */
+		uint64_t ms = RELAY_SCAN_MAX_MS;
+		if (op->nd == 1) {
+			if (op->next_t <= op->now)
+				ms = r->inflight >= RELAY_MAX_INFLIGHT ? RELAY_SCAN_MAX_MS : 1000;
+			else if ((uint64_t)(op->next_t - op->now) * 1000 < ms)
+				ms = (uint64_t)(op->next_t - op->now) * 1000;
+		}
+		schedule_scan(r, ms);
+		if (r->rescan) {
+			r->rescan = false;
+			schedule_scan(r, 0);
+		}
+	}
+	queue_due_free(&op->due);
+	free(op->err_due);
+	free(op->err_next);
+	free(op);
+}
+
+/* Look at the queue: claim what is due (on the worker), then scan_done(). */
 static void scan(struct relay *r)
 {
 	if (r->stopping)
 		return;
-	uint64_t t0 = time_mono_ms();
-	const struct config *cfg = cfg_of(r);
-	int64_t now = time_unix();
-	char *err = NULL;
-	if (r->inflight < RELAY_MAX_INFLIGHT) {
-		struct queue_due due = { 0 };
-		if (queue_due(r->srv->queue, now, RELAY_MAX_INFLIGHT - r->inflight, &due, &err) <
-		    0) {
-			log_warnx("relay: queue_due: %s", err ? err : "?");
-			free(err);
-			err = NULL;
-		}
-		char shost[256] = "";
-		uint16_t sport = 25;
-		const char *why = NULL;
-		bool smart = *cfg->relay_host &&
-			     config_parse_hostport(cfg->relay_host, shost, sizeof shost, &sport,
-						   &why) == 0;
-		for (size_t b = 0; b < due.n; b++) {
-			struct queue_batch *bt = &due.v[b];
-			bool local = config_is_local_domain(cfg, bt->domain);
-			struct rjob *j = NULL;
-			char *key = local ? xstrdup(bt->domain)
-				    : smart ? xasprintf("[%s]:%u", shost, sport)
-					    : xstrdup(bt->domain);
-			if (!local)
-				j = job_find(r, key);
-			if (!j) {
-				j = xcalloc(1, sizeof *j);
-				j->r = r;
-				j->key = key;
-				j->local = local;
-				j->smarthost = !local && smart;
-				if (j->smarthost) {
-					snprintf(j->shost, sizeof j->shost, "%s", shost);
-					j->port = sport;
-				}
-				j->next = r->jobs;
-				r->jobs = j;
-			} else {
-				free(key);
-			}
-			for (size_t m = 0; m < bt->n_msgs; m++) {
-				r->inflight += bt->msgs[m]->n_rcpts;
-				job_push(j, rmsg_new(bt->msgs[m]));
-				bt->msgs[m] = NULL;
-			}
-		}
-		queue_due_free(&due);
-		slow_check("queue scan", NULL, t0);
-		/* start new jobs; existing resolved ones may open more sessions */
-		struct rjob *next;
-		for (struct rjob *j = r->jobs; j; j = next) {
-			next = j->next;
-			if (!j->resolved && !j->dreq)
-				job_start(j);
-			else if (j->resolved)
-				job_pump(j);
-		}
-		for (struct rjob *j = r->jobs; j; j = next) {
-			next = j->next;
-			job_maybe_finish(j);
-		}
+	if (r->scanning) {
+		r->rescan = true; /* something may have been queued after its query */
+		return;
 	}
-	/* sleep until the next due recipient, at most a minute */
-	int64_t t = 0;
-	uint64_t ms = RELAY_SCAN_MAX_MS;
-	int nd = queue_next_due(r->srv->queue, &t, &err);
-	if (nd < 0) {
-		log_warnx("relay: queue_next_due: %s", err ? err : "?");
-		free(err);
-	} else if (nd == 1) {
-		if (t <= now)
-			ms = r->inflight >= RELAY_MAX_INFLIGHT ? RELAY_SCAN_MAX_MS : 1000;
-		else if ((uint64_t)(t - now) * 1000 < ms)
-			ms = (uint64_t)(t - now) * 1000;
-	}
-	schedule_scan(r, ms);
+	r->scanning = true;
+	struct rop *op = xcalloc(1, sizeof *op);
+	op->scan = true;
+	op->now = time_unix();
+	op->max = r->inflight < RELAY_MAX_INFLIGHT ? RELAY_MAX_INFLIGHT - r->inflight : 0;
+	rop_submit(r, op);
 }
 
 static void scan_fired(struct evloop *ev, void *ctx)
@@ -1562,6 +1616,7 @@ void relay_free(struct relay **rp)
 		pthread_cond_signal(&r->wcond);
 		pthread_mutex_unlock(&r->wlock);
 		pthread_join(r->wthread, NULL);
+		r->worker_gone = true;
 		worker_reap(r);
 		ev_async_free(&r->wasync);
 		queue_close(&r->wq);
