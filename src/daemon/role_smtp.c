@@ -21,17 +21,24 @@
  *  - every address in From:, and the one in Sender: if present, must pass
  *    the same test (553 5.7.1 after the data). A Sender: naming the user
  *    does not excuse a foreign From: (that would make phishing easy: most
- *    clients show only From:). A message without From: is refused too.
+ *    clients show only From:). A message without From: is refused too, and
+ *    so is one whose From:/Sender: is not a well-formed address-list or
+ *    whose header holds a bare CR: readers must see what was checked.
  * Recipients in local domains are delivered locally exactly as on the MX
  * port; all others (no address literals) are written into the outbound
  * queue's spool by the same group commit and registered with
- * queue_enqueue_file() before the 250, then server_queue_changed().
+ * queue_enqueue_file() before the 250, then server_queue_changed(). If that
+ * registration fails, the local copies are removed again before the 451. A
+ * crash between the commit and the registration leaves the local copies
+ * (the spool file is an orphan the next start removes); the client, which
+ * never saw a 250, sends again, so local recipients may get it twice.
  * Message-ID and Date are added when missing (RFC 6409 8.2, 8.3); Received
  * says "with ESMTPSA"/"ESMTPA" (RFC 3848) and names the user. */
 #include "daemon/role_smtp.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth/accounts.h"
 #include "base/buf.h"
@@ -60,6 +67,8 @@ _Static_assert((unsigned)SMTP_NOTIFY_NEVER == (unsigned)QUEUE_NOTIFY_NEVER &&
 /* The header of a submitted message is held back (up to this) until it is
  * complete, so From:/Sender: can be checked and Message-ID/Date added. */
 #define SUBMIT_MAX_HEADER (256 * 1024)
+/* Addresses in one From:/Sender: field; more is refused, not truncated. */
+#define SUBMIT_MAX_FIELD_ADDRS 100
 
 struct rcpt {
 	char *addr;   /* as given in RCPT TO (local: unquoted form) */
@@ -86,6 +95,8 @@ struct smtp_sess {
 	size_t nremote;
 	size_t nsuccess;	 /* local recipients with NOTIFY=SUCCESS (non-null sender) */
 	struct delivery *d;
+	char **roots;		 /* Maildir root of each local copy in d (target i) */
+	size_t nroots;
 	size_t queue_target;	 /* index of the spool copy in d, if nremote + nsuccess */
 	struct buf hdr;		 /* submission: the header being held back */
 	bool hdr_done;
@@ -120,6 +131,11 @@ static void reset_tx(struct smtp_sess *s)
 	free(s->envid);
 	s->envid = NULL;
 	free_rcpts(s);
+	for (size_t i = 0; i < s->nroots; i++)
+		free(s->roots[i]);
+	free(s->roots);
+	s->roots = NULL;
+	s->nroots = 0;
 	if (s->d)
 		delivery_abort(&s->d);
 	buf_deinit(&s->hdr);
@@ -415,7 +431,12 @@ static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
 					      user);
 			int r = root ? delivery_add_target(s->d, root, hdr, &err) : -1;
 			free(hdr);
-			free(root);
+			if (r == 0) {
+				s->roots = xrealloc(s->roots, (s->nroots + 1) * sizeof *s->roots);
+				s->roots[s->nroots++] = root;
+			} else {
+				free(root);
+			}
 			if (r < 0) {
 				log_warnx("%s smtp delivery to %s failed: %s", s->base.id, user,
 					  err ? err : "bad mailbox path");
@@ -460,12 +481,228 @@ static enum app_verdict op_data_begin(void *ctx, struct smtp_server *eng)
 
 /* ---- submission: the header ------------------------------------------ */
 
+/* ---- submission: strict address-list syntax ------------------------------ */
+
+/* mime_addr_parse() is lenient the way a mail reader must be: it stops at
+ * garbage and keeps what came before. That is fine for an IMAP ENVELOPE but
+ * not for deciding whose name a message may carry: "From: alice@example.org
+ * <ceo@bank.example>" parses as alice's address, while mail readers show the
+ * bank's (alice's address becomes the display name). So a From:/Sender:
+ * field must also be a well-formed RFC 5322 3.4 address-list (with the
+ * obsolete empty list elements and routes of 4.4); anything else is refused.
+ * Local parts are one atom (dots included) or one quoted string. */
+enum atok { AT_END, AT_WORD, AT_QSTR, AT_DLIT, AT_SPECIAL, AT_BAD };
+
+struct astrict {
+	const uint8_t *p;
+	size_t n, i;
+	enum atok t;	 /* current token */
+	uint8_t sp;	 /* its character when AT_SPECIAL */
+	size_t mailboxes; /* complete mailboxes seen */
+};
+
+/* CFWS: white space (folding included; a stray CR is white space too) and
+ * nested comments. false on an unterminated comment. */
+static bool astrict_cfws(struct astrict *a)
+{
+	while (a->i < a->n) {
+		uint8_t c = a->p[a->i];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			a->i++;
+			continue;
+		}
+		if (c != '(')
+			return true;
+		unsigned depth = 0;
+		do {
+			c = a->p[a->i++];
+			if (c == '\\') {
+				if (a->i >= a->n)
+					return false;
+				a->i++;
+			} else if (c == '(') {
+				if (++depth > 64)
+					return false;
+			} else if (c == ')') {
+				depth--;
+			}
+		} while (depth && a->i < a->n);
+		if (depth)
+			return false;
+	}
+	return true;
+}
+
+/* Read up to the closing delimiter of a quoted string or domain literal. */
+static enum atok astrict_delimited(struct astrict *a, uint8_t close, enum atok kind)
+{
+	a->i++;
+	while (a->i < a->n) {
+		uint8_t c = a->p[a->i++];
+		if (c == '\\') {
+			if (a->i >= a->n)
+				return AT_BAD;
+			a->i++;
+		} else if (c == close) {
+			return kind;
+		} else if (close == ']' && c == '[') {
+			return AT_BAD;
+		}
+	}
+	return AT_BAD;
+}
+
+static void astrict_adv(struct astrict *a)
+{
+	if (!astrict_cfws(a)) {
+		a->t = AT_BAD;
+		return;
+	}
+	if (a->i >= a->n) {
+		a->t = AT_END;
+		return;
+	}
+	uint8_t c = a->p[a->i];
+	if (c == '"') {
+		a->t = astrict_delimited(a, '"', AT_QSTR);
+	} else if (c == '[') {
+		a->t = astrict_delimited(a, ']', AT_DLIT);
+	} else if (c && memchr("<>@,:;", c, 6)) {
+		a->i++;
+		a->sp = c;
+		a->t = AT_SPECIAL;
+	} else if (is_atext(c) || c == '.') {
+		while (a->i < a->n && (is_atext(a->p[a->i]) || a->p[a->i] == '.'))
+			a->i++;
+		a->t = AT_WORD;
+	} else {
+		a->t = AT_BAD;
+	}
+}
+
+static bool astrict_is(const struct astrict *a, uint8_t c)
+{
+	return a->t == AT_SPECIAL && a->sp == c;
+}
+
+static bool astrict_word(const struct astrict *a)
+{
+	return a->t == AT_WORD || a->t == AT_QSTR;
+}
+
+/* domain = dot-atom / domain-literal (obs-domain is the same token here) */
+static bool astrict_domain(struct astrict *a)
+{
+	if (a->t != AT_WORD && a->t != AT_DLIT)
+		return false;
+	astrict_adv(a);
+	return true;
+}
+
+/* After "<": [obs-route] local-part "@" domain ">" */
+static bool astrict_angle(struct astrict *a)
+{
+	if (astrict_is(a, '@')) {
+		/* obs-route = obs-domain-list ":" */
+		astrict_adv(a);
+		if (!astrict_domain(a))
+			return false;
+		while (astrict_is(a, ',')) {
+			astrict_adv(a);
+			if (astrict_is(a, '@')) {
+				astrict_adv(a);
+				if (!astrict_domain(a))
+					return false;
+			}
+		}
+		if (!astrict_is(a, ':'))
+			return false;
+		astrict_adv(a);
+	}
+	if (!astrict_word(a))
+		return false;
+	astrict_adv(a);
+	if (!astrict_is(a, '@'))
+		return false;
+	astrict_adv(a);
+	if (!astrict_domain(a) || !astrict_is(a, '>'))
+		return false;
+	astrict_adv(a);
+	a->mailboxes++;
+	return true;
+}
+
+/* address = mailbox / group; mailbox = name-addr / addr-spec */
+static bool astrict_address(struct astrict *a, bool group_ok)
+{
+	if (astrict_is(a, '<')) {
+		astrict_adv(a);
+		return astrict_angle(a);
+	}
+	if (!astrict_word(a))
+		return false;
+	astrict_adv(a);
+	if (astrict_is(a, '@')) {
+		astrict_adv(a);
+		if (!astrict_domain(a))
+			return false;
+		a->mailboxes++;
+		return true;
+	}
+	while (astrict_word(a)) /* the rest of a display name */
+		astrict_adv(a);
+	if (astrict_is(a, '<')) {
+		astrict_adv(a);
+		return astrict_angle(a);
+	}
+	if (!group_ok || !astrict_is(a, ':'))
+		return false;
+	/* group = display-name ":" [group-list] ";" */
+	astrict_adv(a);
+	for (;;) {
+		if (astrict_is(a, ';')) {
+			astrict_adv(a);
+			return true;
+		}
+		if (astrict_is(a, ',')) {
+			astrict_adv(a);
+			continue;
+		}
+		if (!astrict_address(a, false))
+			return false;
+		if (!astrict_is(a, ',') && !astrict_is(a, ';'))
+			return false;
+	}
+}
+
+/* Is v/n a well-formed address-list? *mailboxes: how many mailboxes. */
+static bool address_list_strict(const uint8_t *v, size_t n, size_t *mailboxes)
+{
+	struct astrict a = { .p = v, .n = n };
+	astrict_adv(&a);
+	while (a.t != AT_END) {
+		if (astrict_is(&a, ',')) {
+			astrict_adv(&a);
+			continue;
+		}
+		if (!astrict_address(&a, true))
+			return false;
+		if (a.t != AT_END && !astrict_is(&a, ','))
+			return false;
+	}
+	*mailboxes = a.mailboxes;
+	return true;
+}
+
 /* Do all addresses of an address field belong to the user? false for an
  * empty or unparsable one. */
 static bool field_owned(struct smtp_sess *s, const uint8_t *v, size_t n)
 {
+	size_t nstrict;
+	if (!address_list_strict(v, n, &nstrict) || nstrict > SUBMIT_MAX_FIELD_ADDRS)
+		return false;
 	struct mime_addr_list l;
-	mime_addr_parse(v, n, 100, &l);
+	mime_addr_parse(v, n, 0, &l);
 	size_t seen = 0;
 	bool ok = true;
 	for (size_t i = 0; i < l.n && ok; i++) {
@@ -482,7 +719,8 @@ static bool field_owned(struct smtp_sess *s, const uint8_t *v, size_t n)
 		free(addr);
 	}
 	mime_addr_list_free(&l);
-	return ok && seen > 0;
+	/* every mailbox the strict syntax saw must have been checked */
+	return ok && seen > 0 && seen == nstrict;
 }
 
 /* The held-back header is complete (hdr holds it, up to and including the
@@ -507,7 +745,12 @@ static int submit_header(struct smtp_sess *s)
 			have_date = true;
 		}
 	}
-	if (!have_from)
+	if (memchr(h, '\r', s->hdr.len))
+		/* CRLF became LF, so this is a bare CR (RFC 5322 2.2 forbids it):
+		 * many readers end a line there and would see fields this check
+		 * did not, e.g. "Subject: x<CR>From: someone-else" */
+		s->hdr_refusal = "bare CR in header section";
+	else if (!have_from)
 		s->hdr_refusal = "message has no From: header";
 	else if (!from_ok)
 		s->hdr_refusal = "From: address not owned by user";
@@ -688,15 +931,35 @@ static int enqueue_spool(struct smtp_sess *s, struct delivery *d)
 	return 0;
 }
 
+/* The queue half failed after the local copies were committed: take them
+ * back, since the client is told 451 and will send the whole message again
+ * (a reader may have seen a copy in the moment between; a crash between
+ * commit and enqueue still leaves them, and the retry duplicates them). */
+static void unpublish_local(struct smtp_sess *s, struct delivery *d)
+{
+	for (size_t i = 0; i < s->nroots; i++) {
+		const char *rel = delivery_target_file(d, i);
+		if (!rel)
+			continue;
+		char *path = xasprintf("%s/%s", s->roots[i], rel);
+		char *dir = xasprintf("%s/new", s->roots[i]);
+		if (unlink(path) < 0)
+			log_warn("%s smtp unlink(%s)", s->base.id, path);
+		else if (fsync_dir(dir) < 0)
+			log_warn("%s smtp fsync(%s)", s->base.id, dir);
+		free(dir);
+		free(path);
+	}
+}
+
 static void commit_done(struct delivery *d, int result, const char *err, void *ctx)
 {
 	struct smtp_sess *s = ctx;
 	uint64_t size = delivery_size(d);
 	s->commit_pending = false;
 	if (result == 0 && (s->nremote || s->nsuccess) && enqueue_spool(s, d) < 0) {
-		/* local copies (if any) are in; the client will retry the whole
-		 * message, so a local recipient may get it twice: better than
-		 * losing the remote ones */
+		/* the client will retry the whole message: no local half */
+		unpublish_local(s, d);
 		result = -1;
 		err = "enqueue failed";
 	}
@@ -737,13 +1000,16 @@ static enum app_verdict op_data_end(void *ctx, struct smtp_server *eng)
 		}
 		if (s->hdr_refusal) {
 			bool big = strstr(s->hdr_refusal, "too large") != NULL;
+			bool cr = strstr(s->hdr_refusal, "bare CR") != NULL;
 			delivery_abort(&s->d);
 			if (big)
 				smtp_server_reply(eng, 552, "5.3.4", "Error: %s", s->hdr_refusal);
+			else if (cr)
+				smtp_server_reply(eng, 554, "5.6.0", "Error: %s", s->hdr_refusal);
 			else
 				smtp_server_reply(eng, 553, "5.7.1", "Error: %s (user %s)",
 						  s->hdr_refusal, s->user ? s->user : "-");
-			log_refusal(s, "from", s->from, big ? 552 : 553, s->hdr_refusal);
+			log_refusal(s, "from", s->from, big ? 552 : cr ? 554 : 553, s->hdr_refusal);
 			return APP_REJECTED;
 		}
 	}

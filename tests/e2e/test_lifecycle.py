@@ -273,9 +273,6 @@ def test_startup_errors_name_file_line_or_address(make_tern):
     assert re.search(r"tern\.conf:6: unknown key \"no_such_key\"", err), err
     t.write_conf(t.base_conf + "max_message_size = lots\n")
     assert re.search(r"tern\.conf:6: max_message_size: bad value", start_fails(t))
-    t.write_conf(t.base_conf + "submission_listen = 127.0.0.1:0\n")
-    err = start_fails(t)
-    assert re.search(r"tern\.conf:6: submission_listen: .*not implemented yet", err), err
     # port in use
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))

@@ -260,6 +260,19 @@ def test_envelope_sender_rules(sub):
     ("From: undisclosed:;\r\n", False),
     ("Subject: no from\r\n", False),
     ("From: alice@example.org\r\nFrom: bob@example.org\r\n", False),
+    ("From: alice@example.org (Alice A. Example)\r\n", True),
+    ("From: \"bob@example.org\" <alice@example.org>\r\n", True),
+    ("From: Team: alice@example.org, al@example.org;\r\n", True),
+    # what a lenient parser stops before is what mail readers show:
+    # "alice@example.org <bob@...>" is bob's address with alice as the name
+    ("From: alice@example.org <bob@example.org>\r\n", False),
+    ("From: Alice <alice@example.org> <bob@example.org>\r\n", False),
+    ("From: alice@example.org bob@example.org\r\n", False),
+    ("From: alice@example.org; bob@example.org\r\n", False),
+    ("From: <alice@example.org\r\n", False),
+    # the address parser kept 100 addresses: the 101st must not slip through
+    ("From: " + "alice@example.org, " * 100 + "bob@example.org\r\n", False),
+    ("From: " + "al@example.org, " * 99 + "alice@example.org\r\n", True),
 ])
 def test_from_header_rules(sub, hdr, ok):
     s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=10)
@@ -275,6 +288,55 @@ def test_from_header_rules(sub, hdr, ok):
         assert code == 553 and text.startswith(b"5.7.1"), text
         assert sub.messages(BOB) == []
         assert queue_rows(sub) == []
+
+
+@pytest.mark.parametrize("hdr", [
+    # many readers (Python's email among them) end a line at a bare CR, so
+    # they see "From: bob" first while a CRLF-only parser sees a Subject
+    "Subject: hi\rFrom: bob@example.org\r\nFrom: alice@example.org\r\n",
+    "From: alice@example.org\rFrom: bob@example.org\r\n",
+    "From: alice@example.org\r\n\r\r\nFrom: bob@example.org\r\n",
+])
+def test_bare_cr_in_header_refused(sub, hdr):
+    c = Lines(sub.connect(sub.submission_port))
+    c.reply()
+    c.cmd("EHLO client.test")
+    login(c)
+    assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+    assert c.cmd("RCPT TO:<%s>" % BOB)[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(hdr + "\r\nbody\r\n.\r\n")
+    code, l = c.reply()
+    assert code == 554 and "5.6.0" in l[0], l
+    assert sub.messages(BOB) == []
+    # the session goes on
+    assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
+
+
+def test_enqueue_failure_leaves_no_local_half(sub):
+    """Local copies and the queue entry succeed or fail together: when the
+    queue cannot register the message (its database is locked past the busy
+    timeout), the client gets 451 and retries, so a local copy left behind
+    would be delivered twice."""
+    path = os.path.join(sub.data, "queue", "queue.db")
+    lock = sqlite3.connect(path, isolation_level=None, timeout=10)
+    lock.execute("BEGIN EXCLUSIVE")
+    try:
+        s = smtplib.SMTP("127.0.0.1", sub.submission_port, timeout=20)
+        s.login(ALICE, ALICEPW)
+        s.mail(ALICE)
+        assert s.rcpt(BOB)[0] == 250 and s.rcpt(REMOTE)[0] == 250
+        code, text = s.data(msg(to=BOB))
+        assert code == 451, text
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert sub.messages(BOB) == []
+    assert queue_rows(sub) == []
+    # the retry delivers each half once
+    assert s.sendmail(ALICE, [BOB, REMOTE], msg(to=BOB)) == {}
+    s.quit()
+    assert len(sub.messages(BOB)) == 1 and len(queue_rows(sub)) == 1
 
 
 # ---- DSN parameters ------------------------------------------------------------------
