@@ -993,3 +993,14 @@ def test_bounce_of_a_big_message_returns_headers_only(relay_tern, net):
     assert returned.get_content_type() == "text/rfc822-headers"
     assert "too big to return" in returned.as_string()
     assert os.path.getsize(t.messages(ALICE)[0]) < 100000
+
+
+def test_greeting_hang_then_next_mx(relay_tern, net):
+    silent = net.sink(name="silent")
+    silent.on("CONNECT", "hang")  # accepts the connection, never says 220
+    good = net.sink(name="good")
+    net.mx("remote.test", silent, good)
+    t = relay_tern("relay_timeout = 2s\n")  # instead of RFC 5321's 5 minutes for the 220
+    enqueue(t, ALICE, ["bob@remote.test"], message("greeting timeout"))
+    (m,) = good.wait_for(1, timeout=20)
+    assert len(silent.conns) >= 1 and m.rcpt_addrs == ["bob@remote.test"]
