@@ -4,8 +4,10 @@
 SMTP inbound: messages accepted durably per second (4 KiB messages, each
 answered 250 only once on disk) with 1, 20 and 100 concurrent senders, the
 group-commit ratio (deliveries per durable batch), peak RSS; then the RSS of
-10,000 idle SMTP connections. Everything runs on loopback against a fresh
-data directory. Results are written as a Markdown section to --out.
+10,000 idle SMTP connections. Then POP3, the message library, IMAP, and the
+outbound relay (messages per second from the queue to SMTP sinks for 20
+destination domains, --relay-only). Everything runs on loopback against a
+fresh data directory. Results are written as a Markdown section to --out.
 """
 import argparse
 import asyncio
@@ -16,9 +18,11 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 MSG = ("From: bench@remote.test\r\nTo: user@bench.test\r\nSubject: bench\r\n\r\n" +
@@ -32,7 +36,8 @@ def rss_kb(pid, field="VmRSS"):
 
 
 class Server:
-    def __init__(self, binary, extra="", users=("user@bench.test",), hashed=(), hash_=""):
+    def __init__(self, binary, extra="", users=("user@bench.test",), hashed=(), hash_="",
+                 before_start=None):
         self.dir = tempfile.mkdtemp(prefix="tern-bench-")
         self.conf = os.path.join(self.dir, "tern.conf")
         with open(self.conf, "w") as f:
@@ -45,6 +50,8 @@ class Server:
         for u in hashed:  # accounts with an imported crypt hash (tern user add --hash)
             subprocess.run([binary, "user", "add", "-c", self.conf, u, "--hash"], input=hash_ + "\n",
                            text=True, check=True, capture_output=True)
+        if before_start:
+            before_start(self)
         # the log goes to a file so a full pipe can never slow the server down
         self.logpath = os.path.join(self.dir, "tern.log")
         self.logf = open(self.logpath, "w")
@@ -678,6 +685,153 @@ def imap_section(args, r):
     ]
     return s
 
+# ---------------------------------------------------------------- outbound relay (issue 6)
+
+RELAY_DOMAINS = 20
+
+
+def bench_relay(args):
+    """Messages per second relayed from a pre-filled queue to SMTP sinks for
+    RELAY_DOMAINS destination domains (each its own MX host on 127.a.b.c:25,
+    found through the test DNS server of tests/e2e/mailnet.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
+    import mailnet
+    n = args.relay_msgs
+    net = mailnet.Mailnet()
+    res = {"n": n, "mx_port": net.mx_port}
+    try:
+        sinks = [net.sink(name=f"mx.d{i}.bench") for i in range(RELAY_DOMAINS)]
+        for i, s in enumerate(sinks):
+            net.mx(f"d{i}.bench", s)
+        helper = mailnet.build_enqueue_helper(args.binary)
+        t = {}
+
+        def fill(srv):
+            t0 = time.monotonic()
+            p = subprocess.run([helper, "-n", str(n), "-m", str(RELAY_DOMAINS),
+                                os.path.join(srv.dir, "var"), "user@bench.test", "rcpt@d%N.bench"],
+                               input=MSG.encode(), capture_output=True, timeout=1800)
+            if p.returncode != 0:
+                raise SystemExit("mailnet_enqueue failed: " + p.stderr.decode())
+            res["fill"] = time.monotonic() - t0
+            t["cpu0"] = (lambda u: u.ru_utime + u.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
+            t["start"] = time.monotonic()
+
+        mxport = "" if net.mx_port == 25 else f"relay_mx_port = {net.mx_port}\n"
+        srv = Server(args.binary, extra=f"dns_servers = {net.dns.address}\nqueue_retry = 1s\n" + mxport,
+                     before_start=fill)
+        try:
+            # an inbound SMTP session sends NOOPs the whole time: how long the
+            # server's loop keeps it waiting while it relays
+            probe = {"lat": [], "stop": False, "err": None}
+
+            def prober():
+                try:
+                    c = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+                    f = c.makefile("rb")
+                    f.readline()
+                    while not probe["stop"]:
+                        t0 = time.monotonic()
+                        c.sendall(b"NOOP\r\n")
+                        if not f.readline().startswith(b"250"):
+                            raise RuntimeError("NOOP refused")
+                        probe["lat"].append(time.monotonic() - t0)
+                        time.sleep(0.005)
+                    c.close()
+                except Exception as e:  # reported in the section
+                    probe["err"] = repr(e)
+            pth = threading.Thread(target=prober, daemon=True)
+            pth.start()
+
+            def delivered():
+                return sum(len(s.messages) for s in sinks)
+            deadline = time.monotonic() + args.relay_timeout
+            peak = 0
+            while delivered() < n and time.monotonic() < deadline and srv.proc.poll() is None:
+                peak = max(peak, rss_kb(srv.proc.pid))
+                time.sleep(0.01)
+            end = time.monotonic()
+            probe["stop"] = True
+            pth.join(30)
+            lat = sorted(probe["lat"]) or [0.0]
+            res["noop_max"], res["noop_p99"] = lat[-1] * 1000, lat[int(len(lat) * 0.99)] * 1000
+            res["noop_n"], res["noop_err"] = len(probe["lat"]), probe["err"]
+            res["delivered"] = delivered()
+            res["secs"] = end - t["start"]
+            res["rate"] = res["delivered"] / res["secs"]
+            res["cpu"] = cpu_secs(srv.proc.pid)
+            res["peak"] = max(peak, rss_kb(srv.proc.pid, "VmHWM"))
+            res["conns"] = sum(len(s.conns) for s in sinks)
+            res["tls"] = sum(1 for s in sinks for c in s.conns if c.tls)
+            res["rejected"] = sum(len(x.rejected) for s in sinks for x in s.txns)
+            res["per_conn"] = res["delivered"] / max(1, res["conns"])
+            res["max_conns"] = max(s.peak_conns() for s in sinks)
+            res["bench_cpu"] = (lambda u: u.ru_utime + u.ru_stime)(
+                resource.getrusage(resource.RUSAGE_SELF)) - t["cpu0"]
+
+            # recording an outcome follows the peer's 250: wait for the queue to drain
+            def queue_left():
+                ql = subprocess.run([args.binary, "queue", "list", "-c", srv.conf],
+                                    capture_output=True, text=True, timeout=60)
+                if ql.returncode != 0:
+                    return "unknown (`tern queue list` failed)"
+                return len(re.findall(r"\b[0-9a-f]{16}\b", ql.stdout))
+            drain_until = time.monotonic() + 30
+            res["left"] = queue_left()
+            while res["left"] not in (0,) and isinstance(res["left"], int) and \
+                    time.monotonic() < drain_until:
+                time.sleep(0.2)
+                res["left"] = queue_left()
+            res["drained"] = time.monotonic() - t["start"]
+        finally:
+            log = srv.stop()
+        res["log"] = [l for l in log.splitlines() if re.search(r"warn|error|fatal|failed", l, re.I)]
+        res["sink_errors"] = [e for s in sinks for e in s.errors]
+    finally:
+        net.close()
+    print(f"relay: {res['delivered']}/{n} messages to {RELAY_DOMAINS} domains in {res['secs']:.1f} s: "
+          f"{res['rate']:.0f} msg/s, {res['conns']} connections ({res['per_conn']:.0f} messages "
+          f"per connection, {res['tls']} with STARTTLS), server CPU {res['cpu']:.1f} s, peak RSS "
+          f"{res['peak'] / 1024:.1f} MiB, benchmark (sinks) CPU {res['bench_cpu']:.1f} s; queue "
+          f"filled in {res['fill']:.1f} s, empty after {res['drained']:.1f} s; inbound NOOP p99 "
+          f"{res['noop_p99']:.1f} ms, max {res['noop_max']:.1f} ms", flush=True)
+    for l in res["log"][:3]:
+        print("relay: server log: " + l, flush=True)
+    return res
+
+
+def relay_section(args, r):
+    s = ["## Outbound relay (issue 6)", ""]
+    incomplete = "" if r["delivered"] >= r["n"] else (
+        f" **Only {r['delivered']:,} of {r['n']:,} were delivered within "
+        f"{args.relay_timeout:g} s.**")
+    s += [
+        f"Same machine and run. {r['n']:,} messages of 4 KiB, each to one recipient at one of "
+        f"{RELAY_DOMAINS} domains (round robin), are put into the queue of a stopped server "
+        "(tests/e2e/mailnet_enqueue.c); the server then starts and delivers them. Each domain has "
+        "an MX record in a DNS server run by the benchmark (`dns_servers`) pointing to its own "
+        f"SMTP sink on 127.a.b.c:{r['mx_port']} (tests/e2e/mailnet.py: Python threads in the benchmark "
+        "process, offering STARTTLS, PIPELINING, 8BITMIME, SIZE, DSN). Default limits "
+        "(`relay_max_connections = 100`, `relay_max_per_domain = 10`). Timed from server start "
+        "to the last message accepted by a sink." + incomplete,
+        "",
+        "| measurement | result |",
+        "|---|---|",
+        f"| messages relayed per second | {r['rate']:.0f} ({r['delivered']:,} in {r['secs']:.1f} s) |",
+        f"| SMTP connections opened | {r['conns']:,} ({r['tls']:,} with STARTTLS; at most "
+        f"{r['max_conns']} at once to one host) |",
+        f"| messages per connection (reuse) | {r['per_conn']:.1f} |",
+        f"| server CPU / peak RSS | {r['cpu']:.1f} s / {r['peak'] / 1024:.1f} MiB |",
+        f"| CPU of the benchmark process (DNS and sinks) | {r['bench_cpu']:.1f} s |",
+        f"| inbound SMTP NOOP latency meanwhile ({r['noop_n']:,} NOOPs) | 99th percentile "
+        f"{r['noop_p99']:.1f} ms, max {r['noop_max']:.1f} ms"
+        + (f" (probe failed: {r['noop_err']})" if r["noop_err"] else "") + " |",
+        f"| queue empty (every outcome recorded) after | {r['drained']:.1f} s; "
+        f"left: {r['left']} |",
+        "",
+    ]
+    return s
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -690,11 +844,20 @@ def main():
                     "until it runs out")
     ap.add_argument("--imap-only", action="store_true",
                     help="run only the IMAP section and print it (docs not rewritten)")
+    ap.add_argument("--relay-only", action="store_true",
+                    help="run only the outbound relay section and print it (docs not rewritten)")
+    ap.add_argument("--relay-msgs", type=int, default=2000,
+                    help="messages queued for the outbound relay section")
+    ap.add_argument("--relay-timeout", type=float, default=300,
+                    help="seconds the relay section waits for all of them to be delivered")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     if args.imap_only:
         print("\n".join(imap_section(args, bench_imap(args))))
+        return
+    if args.relay_only:
+        print("\n".join(relay_section(args, bench_relay(args))))
         return
 
     rows = []
@@ -729,6 +892,7 @@ def main():
     pop3_rate, pop3_idle_kb, pop3_n = bench_pop3(args)
     mime_out = bench_mime()
     imap = bench_imap(args)
+    relay = bench_relay(args)
 
     cpu = "unknown"
     try:
@@ -777,6 +941,7 @@ def main():
         "",
     ]
     section += imap_section(args, imap)
+    section += relay_section(args, relay)
     text = "\n".join(section)
     old = ""
     if os.path.exists(args.out):
