@@ -783,6 +783,73 @@ static void test_selected_mailbox_gone(void **state)
 	free(out);
 }
 
+/* Runs every PENDING verdict of the async fake (and offloaded work). */
+static void drain_pending(struct fake *f, struct imap_server *s)
+{
+	while (f->has_pend) {
+		f->has_pend = false;
+		if (f->pend_work) {
+			void (*work)(struct imap_server *) = f->pend_work;
+			f->pend_work = NULL;
+			work(s);
+		}
+		imap_server_resume(s, f->pend_v);
+	}
+}
+
+static void feed_str(struct fake *f, struct imap_server *s, const char *in)
+{
+	size_t n = strlen(in), off = 0;
+	while (off < n) {
+		off += imap_server_feed(s, (const uint8_t *)in + off, n - off);
+		drain_pending(f, s);
+	}
+}
+
+/* A shutdown that arrives while IDLE's sync is PENDING (the daemon's job
+ * thread) ends the session when the sync returns, as it does for an IDLE
+ * that is not syncing; it must not wait for the client's DONE. */
+static void test_idle_shutdown_during_sync(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct imap_server_settings set = { .plaintext_auth = true };
+	fk_init(&f);
+	f.async = true;
+	struct imap_server *s = imap_server_new(&set, &fk_ops, &f);
+	f.s = s;
+	imap_server_start(s);
+	feed_str(&f, s, "a LOGIN fred secret\r\nb SELECT INBOX\r\n");
+	const char *idle = "c IDLE\r\n";
+	assert_int_equal(imap_server_feed(s, (const uint8_t *)idle, strlen(idle)), strlen(idle));
+	assert_true(f.has_pend); /* the sync at IDLE's start */
+	imap_server_shutdown(s);
+	drain_pending(&f, s);
+	struct buf *ob = imap_server_output(s);
+	assert_non_null(memmem(ob->data, ob->len, "+ idling", 8));
+	assert_non_null(memmem(ob->data, ob->len, "* BYE Server shutting down", 26));
+	assert_int_equal(imap_server_want(s), PROTO_WANT_CLOSE);
+	imap_server_free(&s);
+	/* the same with a change pushed while idling */
+	fk_init(&f);
+	f.async = true;
+	s = imap_server_new(&set, &fk_ops, &f);
+	f.s = s;
+	imap_server_start(s);
+	feed_str(&f, s, "a LOGIN fred secret\r\nb SELECT INBOX\r\nc IDLE\r\n");
+	assert_int_equal(imap_server_want(s), PROTO_WANT_READ);
+	fk_msg(&f.box[0], 0);
+	imap_server_mailbox_changed(s);
+	assert_true(f.has_pend);
+	imap_server_shutdown(s);
+	drain_pending(&f, s);
+	ob = imap_server_output(s);
+	assert_non_null(memmem(ob->data, ob->len, "* 20 EXISTS", 11));
+	assert_non_null(memmem(ob->data, ob->len, "* BYE Server shutting down", 26));
+	assert_int_equal(imap_server_want(s), PROTO_WANT_CLOSE);
+	imap_server_free(&s);
+}
+
 static void test_starttls_injection(void **state)
 {
 	(void)state;
@@ -851,6 +918,7 @@ int main(void)
 		cmocka_unit_test(test_select_rev2),    cmocka_unit_test(test_copy_move),
 		cmocka_unit_test(test_fetch_offloaded_streaming),
 		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_idle_shutdown_during_sync),
 		cmocka_unit_test(test_selected_mailbox_gone),           cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_seed_fetch_store_search),
 		cmocka_unit_test(test_fetch_seen_uid_store),
