@@ -2429,6 +2429,10 @@ const char *mbox_name(const struct mbox *m)
 {
 	return m->name;
 }
+int64_t mbox_id(const struct mbox *m)
+{
+	return m->id;
+}
 bool mbox_readonly(const struct mbox *m)
 {
 	return m->readonly;
