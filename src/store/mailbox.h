@@ -428,5 +428,8 @@ unsigned mbox_test_crash_points(void);
  * opened afterwards: enough for tests that kill processes (the page cache
  * survives them) and much faster on a busy disk. Never in the server. */
 void mbox_test_nosync(bool on);
+/* mstore_open sweeps files older than this (ctime) from the folders' tmp/;
+ * 0 restores the Maildir 36 hours. A negative age sweeps everything. */
+void mbox_test_tmp_max_age(int64_t secs);
 
 #endif
