@@ -850,6 +850,47 @@ static void test_idle_shutdown_during_sync(void **state)
 	imap_server_free(&s);
 }
 
+/* COPY/MOVE whose messages all went meanwhile (another session expunged
+ * them; this one has not synced): the app copies nothing and says so with
+ * n = 0. The answer is a plain OK without COPYUID (RFC 4315 3 has nothing
+ * to report), and building it must not read a NULL buffer (UBSan). */
+static enum imap_verdict copy_none(void *ctx, struct imap_server *s, const uint32_t *uids,
+				   size_t n, const char *dest, bool move,
+				   struct imap_copy_result *r)
+{
+	(void)ctx;
+	(void)s;
+	(void)uids;
+	(void)n;
+	(void)dest;
+	(void)move;
+	r->uidvalidity = 7;
+	r->n = 0;
+	return IMAP_OK;
+}
+
+static void test_copy_nothing_left(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct imap_server_ops ops = fk_ops;
+	ops.copy = copy_none;
+	struct imap_server_settings set = { .plaintext_auth = true };
+	fk_init(&f);
+	struct imap_server *s = imap_server_new(&set, &ops, &f);
+	f.s = s;
+	imap_server_start(s);
+	feed_str(&f, s, "a LOGIN fred secret\r\nb SELECT INBOX\r\nc COPY 1 Sent\r\n"
+			"d UID MOVE 2 Sent\r\n");
+	struct buf *ob = imap_server_output(s);
+	char *out = xstrndup((const char *)ob->data, ob->len);
+	assert_true(has(out, "c OK COPY completed"));
+	assert_null(strstr(out, "COPYUID"));
+	assert_true(has(out, "d OK MOVE completed"));
+	free(out);
+	imap_server_free(&s);
+}
+
 static void test_starttls_injection(void **state)
 {
 	(void)state;
@@ -916,6 +957,7 @@ int main(void)
 		cmocka_unit_test(test_multiappend_atomic),         cmocka_unit_test(test_list),
 		cmocka_unit_test(test_mailbox_names),  cmocka_unit_test(test_status),
 		cmocka_unit_test(test_select_rev2),    cmocka_unit_test(test_copy_move),
+		cmocka_unit_test(test_copy_nothing_left),
 		cmocka_unit_test(test_fetch_offloaded_streaming),
 		cmocka_unit_test(test_idle),
 		cmocka_unit_test(test_idle_shutdown_during_sync),
