@@ -166,7 +166,9 @@ static void notify_selected(struct imap_sess *s)
 
 /* Expunge records at or below the returned modseq are needed by no
  * session of this process (the only user of the index): the smallest
- * seen_modseq of the sessions with s's mailbox selected (copies taken on
+ * seen_modseq of the sessions with s's mailbox selected, matched by
+ * mbox_id and not by name (a session that selected it under a name it was
+ * renamed away from and back to still syncs from its records; copies taken on
  * this thread after their jobs, so never above the real value). 0 while a
  * SELECT is in flight (its starting point is not known yet) or when
  * nothing new can be pruned. See mbox_prune_expunged. */
@@ -177,7 +179,7 @@ static uint64_t prune_floor(struct imap_sess *s)
 	uint64_t floor = s->seen_modseq;
 	for (struct imap_sess *o = registry; o; o = o->reg_next) {
 		if (o == s || !o->mb || !o->user || ascii_strcasecmp(o->user, s->user) != 0 ||
-		    strcmp(mbox_name(o->mb), mbox_name(s->mb)) != 0)
+		    mbox_id(o->mb) != mbox_id(s->mb))
 			continue;
 		if (o->seen_modseq < floor)
 			floor = o->seen_modseq;

@@ -76,6 +76,15 @@ void mbox_test_nosync(bool on)
 	test_nosync = on;
 }
 
+/* Maildir: a file left in tmp/ for 36 hours is garbage. */
+#define TMP_MAX_AGE (36 * 3600)
+static int64_t tmp_max_age = TMP_MAX_AGE;
+
+void mbox_test_tmp_max_age(int64_t secs)
+{
+	tmp_max_age = secs ? secs : TMP_MAX_AGE;
+}
+
 static int sync_dir(const char *path)
 {
 	return test_nosync ? 0 : fsync_dir(path);
@@ -1282,6 +1291,39 @@ static int init_db(struct mstore *s, struct mbox_err *err)
 
 /* Makes the mailbox rows follow the folders on disk (folders made by other
  * tools, folders lost in a crash during RENAME/DELETE), sweeps deleted trees. */
+/* APPEND writes into the folder's tmp/ (mstore_append_begin) and renames
+ * into cur/ at the commit: a kill in between leaves the file there, and
+ * the server's start-up sweep only covers the account's own tmp/ (where
+ * SMTP delivers). Removes a folder's tmp/ files older than 36 hours by
+ * ctime, not mtime: a finished message's mtime is its INTERNALDATE, often
+ * years old, while a live MULTIAPPEND's files are never that old (the
+ * session times out first). Failures only leave garbage. */
+static void sweep_tmp(const char *folder)
+{
+	char *path = xasprintf("%s/tmp", folder);
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
+	if (!dir) {
+		if (dfd >= 0)
+			close(dfd);
+		free(path);
+		return;
+	}
+	time_t cutoff = time(NULL) - (time_t)tmp_max_age;
+	struct dirent *e;
+	while ((e = readdir(dir)) != NULL) {
+		struct stat st;
+		if (e->d_name[0] == '.' ||
+		    fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+		    st.st_ctime >= cutoff)
+			continue;
+		if (unlinkat(dfd, e->d_name, 0) == 0)
+			log_info("mailbox: removed stale %s/%s", path, e->d_name);
+	}
+	closedir(dir);
+	free(path);
+}
+
 static int reconcile(struct mstore *s, struct mbox_err *err)
 {
 	DIR *d = opendir(s->root);
@@ -1313,6 +1355,7 @@ static int reconcile(struct mstore *s, struct mbox_err *err)
 			free(name);
 			continue;
 		}
+		sweep_tmp(p);
 		free(p);
 		if (n == cap) {
 			cap = cap ? cap * 2 : 16;
@@ -2428,6 +2471,10 @@ void mbox_close(struct mbox **mp)
 const char *mbox_name(const struct mbox *m)
 {
 	return m->name;
+}
+int64_t mbox_id(const struct mbox *m)
+{
+	return m->id;
 }
 bool mbox_readonly(const struct mbox *m)
 {

@@ -278,6 +278,11 @@ int mbox_open(struct mstore *s, const char *name, bool readonly, struct mbox **m
 void mbox_close(struct mbox **m);
 
 const char *mbox_name(const struct mbox *m);
+/* The mailbox's row in the index: kept across RENAME (even away and back),
+ * new when a mailbox is deleted and created again. Sessions with the same
+ * account and id have the same mailbox open whatever name each opened it
+ * under (for mbox_prune_expunged's floor). */
+int64_t mbox_id(const struct mbox *m);
 bool mbox_readonly(const struct mbox *m);
 uint32_t mbox_uidvalidity(const struct mbox *m);
 /* Values as of the last open/sync. */
@@ -336,7 +341,8 @@ int mbox_changes_since(struct mbox *m, uint64_t since, struct mbox_changes *ch,
  * needs the expunge records above it. */
 uint64_t mbox_seen_modseq(const struct mbox *m);
 /* Deletes this mailbox's expunge records with modseq <= floor: pass the
- * smallest mbox_seen_modseq of every session that has the mailbox open (in
+ * smallest mbox_seen_modseq of every session that has the mailbox open (by
+ * mbox_id, not name: a session keeps its view across a rename and back; in
  * any thread or process), computed while no mbox_open of it is in flight.
  * See mailbox.c for why that is safe. */
 int mbox_prune_expunged(struct mbox *m, uint64_t floor, struct mbox_err *err) ATTR_WARN_UNUSED;
@@ -422,5 +428,8 @@ unsigned mbox_test_crash_points(void);
  * opened afterwards: enough for tests that kill processes (the page cache
  * survives them) and much faster on a busy disk. Never in the server. */
 void mbox_test_nosync(bool on);
+/* mstore_open sweeps files older than this (ctime) from the folders' tmp/;
+ * 0 restores the Maildir 36 hours. A negative age sweeps everything. */
+void mbox_test_tmp_max_age(int64_t secs);
 
 #endif

@@ -565,6 +565,38 @@ def test_expunge_records_pruned_once_every_session_saw_them(timap, clients):
     assert len(lines) == 2, lines
 
 
+def test_expunge_records_kept_for_a_session_across_rename_and_back(timap, clients):
+    """Pruning counts the sessions by mailbox, not by name: b has Work
+    selected and does not sync while a renames it to Tmp, expunges two
+    messages there (the second EXPUNGE may prune the first one's record
+    only if b saw it), and renames it back. b's view must then lose both
+    messages (its sync finds Work again, same UIDVALIDITY)."""
+    t = timap
+    a, b = clients(t), clients(t)
+    login(a)
+    login(b)
+    a.ok("CREATE Work")
+    for i in range(4):
+        d = msg(300 + i).encode()
+        a.ok("APPEND Work {%d+}\r\n%s" % (len(d), d.decode()))
+    st, lines = b.ok("SELECT Work")
+    assert "* 4 EXISTS" in lines, lines
+    a.ok("RENAME Work Tmp")
+    a.ok("SELECT Tmp")
+    a.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    a.ok("NOOP")
+    a.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    a.ok("EXPUNGE")
+    a.ok("UNSELECT")
+    a.ok("RENAME Tmp Work")
+    st, lines = b.ok("NOOP")
+    assert [l for l in lines if l.endswith(" EXPUNGE")] == ["* 2 EXPUNGE", "* 1 EXPUNGE"], lines
+    st, lines = b.ok("FETCH 1:* (UID)")
+    assert st.startswith("OK FETCH"), st
+    assert len(lines) == 2, lines
+
+
 def test_copy_move_list_status_create_rename_delete(timap, clients):
     t = timap
     deliver(t, 5)

@@ -783,6 +783,114 @@ static void test_selected_mailbox_gone(void **state)
 	free(out);
 }
 
+/* Runs every PENDING verdict of the async fake (and offloaded work). */
+static void drain_pending(struct fake *f, struct imap_server *s)
+{
+	while (f->has_pend) {
+		f->has_pend = false;
+		if (f->pend_work) {
+			void (*work)(struct imap_server *) = f->pend_work;
+			f->pend_work = NULL;
+			work(s);
+		}
+		imap_server_resume(s, f->pend_v);
+	}
+}
+
+static void feed_str(struct fake *f, struct imap_server *s, const char *in)
+{
+	size_t n = strlen(in), off = 0;
+	while (off < n) {
+		off += imap_server_feed(s, (const uint8_t *)in + off, n - off);
+		drain_pending(f, s);
+	}
+}
+
+/* A shutdown that arrives while IDLE's sync is PENDING (the daemon's job
+ * thread) ends the session when the sync returns, as it does for an IDLE
+ * that is not syncing; it must not wait for the client's DONE. */
+static void test_idle_shutdown_during_sync(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct imap_server_settings set = { .plaintext_auth = true };
+	fk_init(&f);
+	f.async = true;
+	struct imap_server *s = imap_server_new(&set, &fk_ops, &f);
+	f.s = s;
+	imap_server_start(s);
+	feed_str(&f, s, "a LOGIN fred secret\r\nb SELECT INBOX\r\n");
+	const char *idle = "c IDLE\r\n";
+	assert_int_equal(imap_server_feed(s, (const uint8_t *)idle, strlen(idle)), strlen(idle));
+	assert_true(f.has_pend); /* the sync at IDLE's start */
+	imap_server_shutdown(s);
+	drain_pending(&f, s);
+	struct buf *ob = imap_server_output(s);
+	assert_non_null(memmem(ob->data, ob->len, "+ idling", 8));
+	assert_non_null(memmem(ob->data, ob->len, "* BYE Server shutting down", 26));
+	assert_int_equal(imap_server_want(s), PROTO_WANT_CLOSE);
+	imap_server_free(&s);
+	/* the same with a change pushed while idling */
+	fk_init(&f);
+	f.async = true;
+	s = imap_server_new(&set, &fk_ops, &f);
+	f.s = s;
+	imap_server_start(s);
+	feed_str(&f, s, "a LOGIN fred secret\r\nb SELECT INBOX\r\nc IDLE\r\n");
+	assert_int_equal(imap_server_want(s), PROTO_WANT_READ);
+	fk_msg(&f.box[0], 0);
+	imap_server_mailbox_changed(s);
+	assert_true(f.has_pend);
+	imap_server_shutdown(s);
+	drain_pending(&f, s);
+	ob = imap_server_output(s);
+	assert_non_null(memmem(ob->data, ob->len, "* 20 EXISTS", 11));
+	assert_non_null(memmem(ob->data, ob->len, "* BYE Server shutting down", 26));
+	assert_int_equal(imap_server_want(s), PROTO_WANT_CLOSE);
+	imap_server_free(&s);
+}
+
+/* COPY/MOVE whose messages all went meanwhile (another session expunged
+ * them; this one has not synced): the app copies nothing and says so with
+ * n = 0. The answer is a plain OK without COPYUID (RFC 4315 3 has nothing
+ * to report), and building it must not read a NULL buffer (UBSan). */
+static enum imap_verdict copy_none(void *ctx, struct imap_server *s, const uint32_t *uids,
+				   size_t n, const char *dest, bool move,
+				   struct imap_copy_result *r)
+{
+	(void)ctx;
+	(void)s;
+	(void)uids;
+	(void)n;
+	(void)dest;
+	(void)move;
+	r->uidvalidity = 7;
+	r->n = 0;
+	return IMAP_OK;
+}
+
+static void test_copy_nothing_left(void **state)
+{
+	(void)state;
+	struct fake f;
+	struct imap_server_ops ops = fk_ops;
+	ops.copy = copy_none;
+	struct imap_server_settings set = { .plaintext_auth = true };
+	fk_init(&f);
+	struct imap_server *s = imap_server_new(&set, &ops, &f);
+	f.s = s;
+	imap_server_start(s);
+	feed_str(&f, s, "a LOGIN fred secret\r\nb SELECT INBOX\r\nc COPY 1 Sent\r\n"
+			"d UID MOVE 2 Sent\r\n");
+	struct buf *ob = imap_server_output(s);
+	char *out = xstrndup((const char *)ob->data, ob->len);
+	assert_true(has(out, "c OK COPY completed"));
+	assert_null(strstr(out, "COPYUID"));
+	assert_true(has(out, "d OK MOVE completed"));
+	free(out);
+	imap_server_free(&s);
+}
+
 static void test_starttls_injection(void **state)
 {
 	(void)state;
@@ -849,8 +957,10 @@ int main(void)
 		cmocka_unit_test(test_multiappend_atomic),         cmocka_unit_test(test_list),
 		cmocka_unit_test(test_mailbox_names),  cmocka_unit_test(test_status),
 		cmocka_unit_test(test_select_rev2),    cmocka_unit_test(test_copy_move),
+		cmocka_unit_test(test_copy_nothing_left),
 		cmocka_unit_test(test_fetch_offloaded_streaming),
 		cmocka_unit_test(test_idle),
+		cmocka_unit_test(test_idle_shutdown_during_sync),
 		cmocka_unit_test(test_selected_mailbox_gone),           cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_seed_fetch_store_search),
 		cmocka_unit_test(test_fetch_seen_uid_store),

@@ -579,6 +579,51 @@ static void test_append_all_or_nothing(void **state)
 	free(msg);
 }
 
+/* An APPEND killed before its commit leaves its file in the folder's tmp/
+ * (the server's start-up sweep only looks at the account's own tmp/, the
+ * one SMTP delivers through): opening the store removes tmp/ files of the
+ * folders older than the Maildir 36 hours (by ctime: a finished APPEND's
+ * mtime is its INTERNALDATE), and leaves a live one alone. */
+static void test_stale_folder_tmp_swept(void **state)
+{
+	(void)state;
+	struct mbox_err err;
+	char *msg = xasprintf(msg_fmt, "m", "m", "m");
+	/* a MULTIAPPEND to Sent that never committed (the process died) */
+	struct mbox_append *a;
+	assert_int_equal(mstore_append_begin(st, "Sent", &a, &err), 0);
+	assert_int_equal(mbox_append_write(a, msg, strlen(msg), &err), 0);
+	assert_int_equal(mbox_append_finish(a, 0, NULL, 0, 1000000000, 0, &err), 0);
+	char *stale = xasprintf("%s/.Sent/tmp/stale-1", root);
+	char *p = xasprintf("%s/.Sent/tmp", root);
+	DIR *d = opendir(p);
+	struct dirent *e;
+	while (d && (e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.') {
+			char *from = xasprintf("%s/%s", p, e->d_name);
+			assert_int_equal(link(from, stale), 0);
+			free(from);
+		}
+	if (d)
+		closedir(d);
+	free(p);
+	assert_int_equal(count_files(".Sent", "tmp"), 2);
+	/* a fresh file survives the sweep (the live handle a) */
+	struct mstore *st2;
+	assert_int_equal(mstore_open(root, &st2, &err), 0);
+	mstore_close(&st2);
+	assert_int_equal(count_files(".Sent", "tmp"), 2);
+	/* 36 hours later (the test moves the cut-off instead of the clock) */
+	mbox_test_tmp_max_age(-10);
+	assert_int_equal(mstore_open(root, &st2, &err), 0);
+	mbox_test_tmp_max_age(0);
+	mstore_close(&st2);
+	assert_int_equal(count_files(".Sent", "tmp"), 0);
+	mbox_append_abort(&a);
+	free(stale);
+	free(msg);
+}
+
 /* Expunge records in the index (sqlite3 directly). */
 static int count_expunge_records(void)
 {
@@ -1340,6 +1385,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_subscribe, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_select, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_append_all_or_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stale_folder_tmp_swept, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prune_expunged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delivery_and_recent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_external_changes, setup, teardown),

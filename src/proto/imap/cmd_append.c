@@ -220,7 +220,7 @@ static void commit_done(struct imap_server *s, enum imap_verdict v)
 		buf_xprintf(&code, "APPENDUID %u ", s->ap_res.uidvalidity);
 		imap_uidlist_write(s->ap_res.uids, s->ap_res.n, &code);
 	}
-	char *c = xstrndup((const char *)code.data, code.len);
+	char *c = xstrdup(buf_cstr(&code)); /* data is NULL when nothing was added */
 	buf_deinit(&code);
 	if (s->mbox && s->ap_mailbox && strcmp(s->mbox, s->ap_mailbox) == 0)
 		s->need_sync = true;

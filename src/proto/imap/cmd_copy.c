@@ -38,7 +38,7 @@ static void copy_done(struct imap_server *s, enum imap_verdict v)
 	buf_init(&code, 0);
 	if (s->copy_res.n && s->copy_res.uidvalidity)
 		copyuid(s, &code);
-	char *c = xstrndup((const char *)code.data, code.len);
+	char *c = xstrdup(buf_cstr(&code)); /* data is NULL when nothing was added */
 	buf_deinit(&code);
 	if (move) {
 		if (*c)

@@ -1041,6 +1041,10 @@ static void idle_sync_done(struct imap_server *s, enum imap_verdict v)
 		apply_changes(s, &s->ch_res);
 	else
 		changes_free(&s->ch_res);
+	/* a shutdown that came while the sync was pending: imap_server_shutdown
+	 * left it for now, and nothing else ends an IDLE but the client */
+	if (s->shutdown_req && s->idle)
+		imap_logout(s, "Server shutting down");
 }
 
 /* p NULL: the app reported a change (push it now); else the line the
