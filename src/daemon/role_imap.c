@@ -1300,6 +1300,14 @@ static void imap_sess_free(struct session *base)
 		jobs_free(&imap_jobs); /* joins the idle workers */
 }
 
+void role_imap_stop(void)
+{
+	/* Sessions left at the deadline stay allocated until exit; a job of
+	 * theirs finishes here and only queues its session for a wakeup that
+	 * will not run any more. */
+	jobs_free(&imap_jobs);
+}
+
 static const struct proto_session_ops conn_ops = {
 	.feed = sess_feed,
 	.want = sess_want,

@@ -16,5 +16,9 @@ void role_imap_accept(struct server *srv, const struct server_listener *sl, int 
  * that INBOX selected sync at their next allowed point (at once in IDLE).
  * Loop thread only. */
 void role_imap_delivered(const char *account);
+/* The loop has stopped (after the stop deadline sessions may still exist):
+ * wait for IMAP jobs still running and join the workers, so that none
+ * outlives the event loop it wakes. Loop thread, before evloop_free(). */
+void role_imap_stop(void);
 
 #endif

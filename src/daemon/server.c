@@ -624,6 +624,7 @@ int server_main(const char *path)
 		 cfg->domains.n, cfg->data_dir);
 
 	int rc = evloop_run(srv->ev) < 0 ? 1 : 0;
+	role_imap_stop(); /* no IMAP worker may outlive the loop */
 
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		listener_free(&srv->listeners[i].l);
