@@ -886,6 +886,11 @@ void committer_stats(const struct committer *c, uint64_t *batches, uint64_t *del
 
 void maildir_clean_tmp(const char *root)
 {
+	maildir_clean_tmp_older(root, TMP_MAX_AGE_SECS);
+}
+
+void maildir_clean_tmp_older(const char *root, int64_t max_age_secs)
+{
 	char *path = xasprintf("%s/tmp", root);
 	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	DIR *dir = dfd >= 0 ? fdopendir(dfd) : NULL;
@@ -897,7 +902,7 @@ void maildir_clean_tmp(const char *root)
 		free(path);
 		return;
 	}
-	time_t cutoff = time(NULL) - TMP_MAX_AGE_SECS;
+	time_t cutoff = time(NULL) - (time_t)max_age_secs;
 	struct dirent *e;
 	while ((e = readdir(dir)) != NULL) {
 		if (e->d_name[0] == '.')
@@ -905,9 +910,10 @@ void maildir_clean_tmp(const char *root)
 		struct stat st;
 		if (fstatat(dfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISDIR(st.st_mode))
 			continue;
-		/* mtime: every write of a live delivery refreshes it; atime is
-		 * unreliable under noatime/relatime. */
-		if (st.st_mtime >= cutoff)
+		/* mtime: every write of a live delivery refreshes it; ctime too,
+		 * and also a utimes() that set an old mtime (IMAP APPEND's
+		 * INTERNALDATE); atime is unreliable under noatime/relatime. */
+		if (st.st_mtime >= cutoff || st.st_ctime >= cutoff)
 			continue;
 		if (unlinkat(dfd, e->d_name, 0) < 0 && errno != ENOENT)
 			log_warn("unlink(%s/%s)", path, e->d_name);

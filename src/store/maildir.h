@@ -82,8 +82,12 @@ void committer_reap(struct committer *c);
 /* Statistics for benchmarks: batches run and deliveries committed. */
 void committer_stats(const struct committer *c, uint64_t *batches, uint64_t *deliveries);
 
-/* Remove tmp/ files older than 36 hours (Maildir convention) under root. */
+/* Remove tmp/ files older than 36 hours (Maildir convention) under root.
+ * Age is the newer of mtime and ctime: an APPEND's finished file gets its
+ * INTERNALDATE as mtime while still in tmp/, but its ctime is fresh. */
 void maildir_clean_tmp(const char *root);
+/* The same with another age limit in seconds (tests; may be negative). */
+void maildir_clean_tmp_older(const char *root, int64_t max_age_secs);
 
 /* For tests only: make every later write to copy number `target` (0-based
  * index in its delivery, any delivery) fail with ENOSPC once that copy would

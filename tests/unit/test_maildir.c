@@ -756,7 +756,26 @@ static void test_clean_tmp(void **state)
 	close(fd);
 	assert_int_equal(utimensat(AT_FDCWD, msg, ts, 0), 0);
 
+	/* Just written with an old mtime (like an APPEND's INTERNALDATE):
+	 * the fresh ctime keeps every file. */
 	maildir_clean_tmp(root);
+	for (size_t i = 0; i < N_ELEMENTS(files); i++) {
+		char *p = xasprintf("%s/tmp/%s", root, files[i].name);
+		assert_int_equal(access(p, F_OK), 0);
+		free(p);
+	}
+	/* A cutoff 10 s in the future puts every ctime (now) behind it; the
+	 * mtimes, shifted by the same 36 h + 10 s, then decide as a real
+	 * 36-hour sweep would. */
+	int64_t shift = 36 * 3600 + 10;
+	for (size_t i = 0; i < N_ELEMENTS(files); i++) {
+		char *p = xasprintf("%s/tmp/%s", root, files[i].name);
+		struct timespec t2[2] = { { now.tv_sec - files[i].age + shift, 0 },
+					  { now.tv_sec - files[i].age + shift, 0 } };
+		assert_int_equal(utimensat(AT_FDCWD, p, t2, 0), 0);
+		free(p);
+	}
+	maildir_clean_tmp_older(root, -10);
 	for (size_t i = 0; i < N_ELEMENTS(files); i++) {
 		char *p = xasprintf("%s/tmp/%s", root, files[i].name);
 		assert_int_equal(access(p, F_OK) == 0, !files[i].gone);
