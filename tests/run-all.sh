@@ -43,18 +43,19 @@ run_one() { # name command...
 	fi
 }
 
-run_pytest() { # label tern-binary
-	local out="$log/pytest_$1.out"
-	TERN_BIN=$2 timeout 1800 "$PYTHON" -m pytest -q -p no:cacheprovider tests/e2e >"$out" 2>&1
+run_pytest() { # label tern-binary [pytest args...]
+	local out="$log/pytest_$1.out" label=$1 bin=$2
+	shift 2
+	TERN_BIN=$bin timeout 1800 "$PYTHON" -m pytest -q -p no:cacheprovider "$@" tests/e2e >"$out" 2>&1
 	local rc=$?
 	local p f
 	p=$(grep -oE '[0-9]+ passed' "$out" | tail -1 | awk '{print $1+0}')
 	f=$(grep -oE '[0-9]+ (failed|error|errors)' "$out" | awk '{s+=$1} END{print s+0}')
 	p=${p:-0}
 	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
-	printf '%-48s %s passed, %s failed\n' "e2e ($1)" "$p" "$f"
+	printf '%-48s %s passed, %s failed\n' "e2e ($label)" "$p" "$f"
 	[ "$f" != 0 ] && grep -E '^(FAILED|ERROR)|Error|assert' "$out" | head -40
-	record "e2e ($1)" "$rc" "$p" "$f"
+	record "e2e ($label)" "$rc" "$p" "$f"
 }
 
 for b in build/tests/test_* build/san/tests/test_*; do
@@ -78,7 +79,8 @@ for f in build/fuzz/fuzz_*; do
 done
 if ls tests/e2e/test_*.py >/dev/null 2>&1; then
 	run_pytest build build/tern
-	run_pytest san build/san/tern
+	# tests marked slow only wait out timeouts: once is enough
+	run_pytest san build/san/tern -m "not slow"
 fi
 if [ ${#failures[@]} -gt 0 ]; then
 	echo "failing: ${failures[*]} (logs in $log)"

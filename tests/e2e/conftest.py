@@ -277,3 +277,10 @@ def lines_client():
             c.sock.close()
         except OSError:
             pass
+
+
+def pytest_configure(config):
+    # Tests whose time is mostly spent waiting out timeouts (stop deadlines,
+    # busy timeouts, retry and lifetime clocks): tests/run-all.sh runs them
+    # with the normal build only, and everything else under ASan/UBSan too.
+    config.addinivalue_line("markers", "slow: dominated by waiting; skipped in the sanitizer pass")

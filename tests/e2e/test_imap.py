@@ -1091,6 +1091,7 @@ def test_mailbox_names_utf7_utf8_and_escapes(timap, clients):
     assert any("MESSAGES 0" in l for l in lines), lines
 
 
+@pytest.mark.slow
 def test_idle_session_gives_back_its_index_connection(timap, clients):
     """A session idle for a few seconds closes its SQLite handle (fewer file
     descriptors and ~100 KB less), and still gets pushes and answers

@@ -1204,6 +1204,7 @@ def small_rcvbuf_client(t):
 BIG = b"Subject: big\n\n" + b"".join(b"%07d some text to fill the line\n" % i for i in range(80000))
 
 
+@pytest.mark.slow
 def test_timeout_spares_a_slow_reader(pop3):
     """A download that takes longer than pop3_timeout is not inactivity: the
     client must still be able to DELE and QUIT afterwards (else a big message
@@ -1236,6 +1237,7 @@ def test_timeout_spares_a_slow_reader(pop3):
     assert t.messages(ALICE) == []
 
 
+@pytest.mark.slow
 def test_timeout_ends_a_stalled_download(pop3):
     t = pop3("pop3_timeout = 1s\n")
     put_message(t, ALICE, BIG)

@@ -657,6 +657,7 @@ def test_bounce_ret_hdrs_returns_headers_only(relay_tern, net):
     assert b"Subject: hdrs only" in raw and b"SECRET BODY" not in raw
 
 
+@pytest.mark.slow
 def test_delay_warning_then_lifetime_bounce(relay_tern, net):
     sink = net.sink()
     sink.on("RCPT", "451 4.3.0 not today")
@@ -746,6 +747,7 @@ def test_permanent_greeting_on_only_host_bounces(relay_tern, net):
     wait_queue_empty(t)
 
 
+@pytest.mark.slow
 def test_too_many_recipients_452_rest_retried(relay_tern, net):
     sink = net.sink()
     # RFC 5321 4.5.3.1.10: at most 2 recipients per transaction here
@@ -835,6 +837,7 @@ def test_second_address_of_a_host(relay_tern, net):
     wait_queue_empty(t)
 
 
+@pytest.mark.slow
 def test_sigterm_during_data_then_restart(relay_tern, net):
     sink = net.sink()
     sink.on("EOM", "hang", times=1)
@@ -908,6 +911,7 @@ def test_kill9_after_peer_accepted_duplicate_only_there(relay_tern, net):
     assert_no_mail_anywhere(t)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trouble", ["refused", "servfail"])
 def test_lifetime_bounce_for_connection_and_dns_trouble(relay_tern, net, trouble):
     if trouble == "refused":

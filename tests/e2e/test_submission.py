@@ -315,6 +315,7 @@ def test_bare_cr_in_header_refused(sub, hdr):
     assert c.cmd("MAIL FROM:<%s>" % ALICE)[0] == 250
 
 
+@pytest.mark.slow
 def test_enqueue_failure_leaves_no_local_half(sub):
     """Local copies and the queue entry succeed or fail together: when the
     queue cannot register the message (its database is locked past the busy
@@ -693,6 +694,7 @@ def test_queue_lock_does_not_stall_the_loop(busy):
     assert c.cmd("QUIT")[0] == 221
 
 
+@pytest.mark.slow
 def test_queue_lock_past_busy_timeout_is_451(busy):
     c, data = start_submission(busy, "too long")
     db = lock_queue_db(busy)
