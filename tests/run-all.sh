@@ -7,6 +7,7 @@ set -u
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-/usr/bin/python3}
 FUZZ_SECS=${FUZZ_SECS:-5}
+FUZZ_JOBS=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
 passed=0
 failed=0
 failures=()
@@ -67,15 +68,35 @@ for b in build/tests/replay_* build/san/tests/replay_*; do
 	mkdir -p "tests/fuzz/corpus/$n"
 	run_one "$b" timeout 300 "$b" "tests/fuzz/corpus/$n"
 done
+# libFuzzer runs are CPU-bound and independent: one per core at a time,
+# reported in order once all have finished.
+fuzz_one() { # target-binary name
+	local f=$1 n=$2 work=$log/corpus_$2
+	mkdir -p "$work"
+	local dict=()
+	[ -f "tests/fuzz/$n.dict" ] && dict=(-dict="tests/fuzz/$n.dict")
+	"$f" -max_total_time="$FUZZ_SECS" -rss_limit_mb=2048 -timeout=10 "${dict[@]}" "$work" \
+		"tests/fuzz/corpus/$n" >"$log/fuzz_$n.out" 2>&1
+	echo $? >"$log/fuzz_$n.rc"
+}
+fuzz_names=()
 for f in build/fuzz/fuzz_*; do
 	[ -x "$f" ] || continue
 	n=${f##*/fuzz_}
-	work=$log/corpus_$n
-	mkdir -p "$work"
-	dict=()
-	[ -f "tests/fuzz/$n.dict" ] && dict=(-dict="tests/fuzz/$n.dict")
-	run_one "fuzz $n ${FUZZ_SECS}s" "$f" -max_total_time="$FUZZ_SECS" -rss_limit_mb=2048 \
-		-timeout=10 "${dict[@]}" "$work" "tests/fuzz/corpus/$n"
+	fuzz_names+=("$n")
+	while [ "$(jobs -rp | wc -l)" -ge "$FUZZ_JOBS" ]; do wait -n; done
+	fuzz_one "$f" "$n" &
+done
+wait
+for n in "${fuzz_names[@]}"; do
+	rc=$(cat "$log/fuzz_$n.rc" 2>/dev/null || echo 1)
+	name="fuzz $n ${FUZZ_SECS}s"
+	if [ "$rc" = 0 ]; then
+		printf '%-48s ok\n' "$name"; record "$name" 0 1 0
+	else
+		printf '%-48s FAILED (rc=%s)\n' "$name" "$rc"; tail -40 "$log/fuzz_$n.out"
+		record "$name" "$rc" 0 1
+	fi
 done
 if ls tests/e2e/test_*.py >/dev/null 2>&1; then
 	run_pytest build build/tern
