@@ -216,6 +216,23 @@ static int step_done(struct queue *q, sqlite3_stmt *st, char **err_r)
 	return 0;
 }
 
+/* Removes a message's rows (recipients, then the message) inside the
+ * caller's transaction; the file is the caller's business. 0 or -1. */
+static int delete_msg_rows(struct queue *q, const char *id, char **err_r)
+{
+	static const char *const sql[] = { "DELETE FROM rcpts WHERE msg = ?",
+					   "DELETE FROM messages WHERE id = ?" };
+	for (size_t i = 0; i < N_ELEMENTS(sql); i++) {
+		sqlite3_stmt *st = prep(q, sql[i], err_r);
+		if (st == NULL)
+			return -1;
+		sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+		if (step_done(q, st, err_r) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static char *col_str(sqlite3_stmt *st, int i)
 {
 	const unsigned char *s = sqlite3_column_text(st, i);
@@ -1600,20 +1617,8 @@ int queue_notify(struct queue *q, const char *id, int64_t now, char dsn_id_r[17]
 		goto fail_txn;
 	}
 	bool removed = pending == 0;
-	if (removed) {
-		sqlite3_stmt *d1 = prep(q, "DELETE FROM rcpts WHERE msg = ?", err_r);
-		if (d1 == NULL)
-			goto fail_txn;
-		sqlite3_bind_text(d1, 1, id, -1, SQLITE_TRANSIENT);
-		if (step_done(q, d1, err_r) < 0)
-			goto fail_txn;
-		sqlite3_stmt *d2 = prep(q, "DELETE FROM messages WHERE id = ?", err_r);
-		if (d2 == NULL)
-			goto fail_txn;
-		sqlite3_bind_text(d2, 1, id, -1, SQLITE_TRANSIENT);
-		if (step_done(q, d2, err_r) < 0)
-			goto fail_txn;
-	}
+	if (removed && delete_msg_rows(q, id, err_r) < 0)
+		goto fail_txn;
 	if (commit(q, err_r) < 0)
 		goto fail_dsn;
 	if (built && dsn_id_r != NULL)
@@ -1708,17 +1713,7 @@ int queue_delete(struct queue *q, const char *id, char **err_r)
 		rollback(q);
 		return found;
 	}
-	sqlite3_stmt *d1 = prep(q, "DELETE FROM rcpts WHERE msg = ?", err_r);
-	if (d1 == NULL)
-		goto fail;
-	sqlite3_bind_text(d1, 1, id, -1, SQLITE_TRANSIENT);
-	if (step_done(q, d1, err_r) < 0)
-		goto fail;
-	sqlite3_stmt *d2 = prep(q, "DELETE FROM messages WHERE id = ?", err_r);
-	if (d2 == NULL)
-		goto fail;
-	sqlite3_bind_text(d2, 1, id, -1, SQLITE_TRANSIENT);
-	if (step_done(q, d2, err_r) < 0)
+	if (delete_msg_rows(q, id, err_r) < 0)
 		goto fail;
 	if (commit(q, err_r) < 0) {
 		queue_msg_free(&m);
