@@ -2027,6 +2027,28 @@ int mstore_status(struct mstore *s, const char *name, unsigned items, struct mbo
 	return tx_commit(s, err);
 }
 
+/* The selectable mailbox called name, for APPEND and SELECT: *c_r gets its
+ * canonical name (malloc'd) and *r its row. A \Noselect one fails with
+ * noselect_code. 0, or -1 with err set and nothing to free. */
+static int load_selectable(struct mstore *s, const char *name, enum mbox_code noselect_code,
+			   char **c_r, struct mrow *r, struct mbox_err *err)
+{
+	if (canon(name, c_r, err) < 0)
+		return -1;
+	int f = mrow_load(s, *c_r, 0, r, err);
+	if (f == 0 && r->selectable)
+		return 0;
+	free(*c_r);
+	*c_r = NULL;
+	if (f < 0)
+		return -1;
+	if (f == 0) {
+		mrow_free(r);
+		return fail(err, noselect_code, "mailbox is \\Noselect");
+	}
+	return fail(err, MBOX_E_NONEXISTENT, "no such mailbox");
+}
+
 /* ---- APPEND -------------------------------------------------------------------- */
 
 int mstore_append_begin(struct mstore *s, const char *name, struct mbox_append **a_r,
@@ -2034,19 +2056,9 @@ int mstore_append_begin(struct mstore *s, const char *name, struct mbox_append *
 {
 	*a_r = NULL;
 	char *c;
-	if (canon(name, &c, err) < 0)
-		return -1;
 	struct mrow r;
-	int f = mrow_load(s, c, 0, &r, err);
-	if (f != 0) {
-		free(c);
-		return f < 0 ? -1 : fail(err, MBOX_E_NONEXISTENT, "no such mailbox");
-	}
-	if (!r.selectable) {
-		mrow_free(&r);
-		free(c);
-		return fail(err, MBOX_E_NONEXISTENT, "mailbox is \\Noselect");
-	}
+	if (load_selectable(s, name, MBOX_E_NONEXISTENT, &c, &r, err) < 0)
+		return -1;
 	struct mbox_append *a = xcalloc(1, sizeof *a);
 	a->s = s;
 	a->name = c;
@@ -2414,19 +2426,9 @@ int mbox_open(struct mstore *s, const char *name, bool readonly, struct mbox **m
 {
 	*m_r = NULL;
 	char *c;
-	if (canon(name, &c, err) < 0)
-		return -1;
 	struct mrow r;
-	int f = mrow_load(s, c, 0, &r, err);
-	if (f != 0) {
-		free(c);
-		return f < 0 ? -1 : fail(err, MBOX_E_NONEXISTENT, "no such mailbox");
-	}
-	if (!r.selectable) {
-		mrow_free(&r);
-		free(c);
-		return fail(err, MBOX_E_CANNOT, "mailbox is \\Noselect");
-	}
+	if (load_selectable(s, name, MBOX_E_CANNOT, &c, &r, err) < 0)
+		return -1;
 	struct mbox *m = xcalloc(1, sizeof *m);
 	m->s = s;
 	m->id = r.id;
