@@ -36,11 +36,14 @@ run_one() { # name command...
 	local name=$1; shift
 	local out="$log/$(echo "$name" | tr '/ ' '__').out"
 	"$@" >"$out" 2>&1
-	local rc=$?
-	if [ $rc = 0 ]; then
-		printf '%-48s ok\n' "$name"; record "$name" 0 1 0
+	report "$name" $? "$out"
+}
+
+report() { # name status output-file: one line, the output's tail on failure
+	if [ "$2" = 0 ]; then
+		printf '%-48s ok\n' "$1"; record "$1" 0 1 0
 	else
-		printf '%-48s FAILED (rc=%s)\n' "$name" "$rc"; tail -40 "$out"; record "$name" "$rc" 0 1
+		printf '%-48s FAILED (rc=%s)\n' "$1" "$2"; tail -40 "$3"; record "$1" "$2" 0 1
 	fi
 }
 
@@ -89,14 +92,8 @@ for f in build/fuzz/fuzz_*; do
 done
 wait
 for n in "${fuzz_names[@]}"; do
-	rc=$(cat "$log/fuzz_$n.rc" 2>/dev/null || echo 1)
-	name="fuzz $n ${FUZZ_SECS}s"
-	if [ "$rc" = 0 ]; then
-		printf '%-48s ok\n' "$name"; record "$name" 0 1 0
-	else
-		printf '%-48s FAILED (rc=%s)\n' "$name" "$rc"; tail -40 "$log/fuzz_$n.out"
-		record "$name" "$rc" 0 1
-	fi
+	report "fuzz $n ${FUZZ_SECS}s" "$(cat "$log/fuzz_$n.rc" 2>/dev/null || echo 1)" \
+		"$log/fuzz_$n.out"
 done
 if ls tests/e2e/test_*.py >/dev/null 2>&1; then
 	run_pytest build build/tern
